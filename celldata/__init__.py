@@ -1,0 +1,1 @@
+"""The input contract: reading, validation, bundled real cells and the simulated atlas."""

@@ -1,0 +1,90 @@
+"""The platform's configuration, in one typed place.
+
+Every knob comes from an environment variable prefixed ``CELLSEARCH_`` (or a
+``.env`` file); nothing else in the code base reads ``os.environ``. The core
+packages (ontology, celldata, encoder, vectorstore) never import this module:
+the service and the workers read ``Settings`` and pass plain values down.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Where the store, broker, model and server live, and the request limits."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CELLSEARCH_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    # --- vector store -------------------------------------------------------
+    store_path: Path = Field(
+        default=Path("var/store"),
+        description="Folder of the embedded Qdrant engine (used when qdrant_url is unset).",
+    )
+    qdrant_url: str | None = Field(
+        default=None, description="Qdrant server URL, e.g. http://qdrant:6334; selects scale mode."
+    )
+    qdrant_api_key: SecretStr | None = None
+    collection: str = Field(default="cells", description="Collection (or shard) name.")
+    quantization: Literal["none", "int8"] = "int8"
+    hnsw_m: int = Field(default=16, ge=4, le=128)
+    hnsw_ef_construct: int = Field(default=100, ge=8, le=1024)
+    search_ef: int = Field(default=128, ge=8, le=4096)
+
+    # --- broker -------------------------------------------------------------
+    redis_url: str = "redis://127.0.0.1:6379/0"
+
+    # --- model and data -----------------------------------------------------
+    model_dir: Path | None = Field(
+        default=None, description="Encoder checkpoint folder; None means the bundled default model."
+    )
+    allowed_roots: tuple[Path, ...] = Field(
+        default=(Path("var/inbox"),),
+        description="Folders ingestion may read from; any other path is refused.",
+    )
+    ontology_cache_dir: Path | None = Field(
+        default=None, description="Where closure caches are written; None: a user cache folder."
+    )
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    embed_batch_size: int = Field(default=4096, ge=1)
+    ingest_chunk_cells: int = Field(default=8192, ge=64)
+
+    # --- gRPC server --------------------------------------------------------
+    grpc_address: str = "127.0.0.1:50051"
+    auth_token: SecretStr | None = Field(
+        default=None, description="Bearer token required on every RPC except health; None: no auth."
+    )
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    grpc_workers: int = Field(default=16, ge=1)
+    shutdown_grace_s: float = Field(default=5.0, ge=0)
+
+    # --- request limits -----------------------------------------------------
+    max_k: int = Field(default=10_000, ge=1)
+    max_query_cells: int = Field(default=10_000, ge=1)
+    max_message_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            msg = "CELLSEARCH_TLS_CERT_FILE and CELLSEARCH_TLS_KEY_FILE must be set together"
+            raise ValueError(msg)
+        return self
+
+    @property
+    def store_mode(self) -> Literal["embedded", "server"]:
+        """``server`` when a Qdrant URL is configured, else the in-process engine."""
+        return "server" if self.qdrant_url else "embedded"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""The SCimilarity-style metric-learning encoder: data, module, losses, training, facade."""

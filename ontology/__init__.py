@@ -1,0 +1,1 @@
+"""Cell Ontology, UBERON and MONDO: resolve names, walk ancestors and descendants."""

@@ -1,0 +1,1 @@
+"""The gRPC search service: server, servicer, query planning, annotation, errors."""

@@ -1,0 +1,1 @@
+"""The one place that speaks Qdrant: a small store interface and its backends."""

@@ -1,0 +1,1 @@
+"""Celery workers: bulk ingestion jobs (validate, embed, upsert)."""
