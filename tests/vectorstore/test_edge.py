@@ -1,0 +1,52 @@
+"""What only the embedded engine has: an HNSW graph built by ``optimize`` and its schema."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vectorstore import SearchFilter, StoreConfig, open_store
+from vectorstore.edge import EdgeStore
+
+pytestmark = pytest.mark.integration
+
+
+def test_optimize_builds_hnsw_and_filtered_search_stays_exact(fast_tmp, atlas_factory):
+    atlas = atlas_factory(n_per_type=100, seed=5)
+    cfg = StoreConfig(
+        indexing_threshold_kb=1,  # index even this tiny shard
+        full_scan_threshold_kb=1,  # and search it through the graph, not by scanning
+        hnsw_payload_fields=("cell_type_ancestors",),
+    )
+    store = open_store(path=fast_tmp, config=cfg)
+    assert isinstance(store, EdgeStore)
+    try:
+        store.upsert(atlas)
+        assert store.info()["indexed_vectors"] == 0
+        store.optimize()
+        info = store.info()
+        assert info["points"] == len(atlas)
+        assert info["indexed_vectors"] >= len(atlas)
+        flt = SearchFilter(must={"cell_type_ancestors": ["CL:0000084"]})
+        keep = [r for r in atlas if flt.matches(r.full_payload())]
+        mat = np.stack([r.vector / np.linalg.norm(r.vector) for r in keep])
+        for rec in atlas[::50]:
+            (hits,) = store.search(rec.vector, k=20, filter=flt, ef=128)
+            q = rec.vector / np.linalg.norm(rec.vector)
+            exact = {keep[i].cell_id for i in np.argsort(-(mat @ q))[:20]}
+            assert len({h.cell_id for h in hits} & exact) >= 19
+    finally:
+        store.close()
+
+
+def test_reopened_shard_keeps_its_payload_indexes(fast_tmp, atlas_factory):
+    store = open_store(path=fast_tmp)
+    store.upsert(atlas_factory(n_per_type=2))
+    store.close()
+    again = EdgeStore(fast_tmp / "cells")
+    try:
+        schema = again._shard.info().payload_schema
+        assert {"cell_type_ancestors", "study_id", "dataset_id", "model_version"} <= set(schema)
+        assert again.count() == 8
+    finally:
+        again.close()

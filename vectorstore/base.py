@@ -1,0 +1,144 @@
+"""The one store interface, and the checks both backends share.
+
+Both backends (the embedded engine in ``edge.py``, a Qdrant server in ``server.py``)
+implement :class:`CellStore`; the congruence tests run one suite of assertions on each, so
+callers may switch backends by configuration alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from vectorstore.types import CellRecord, Hit, SearchFilter
+
+#: A cell to retrieve: ``(dataset_id, cell_id)``, or a bare ``cell_id`` looked up in every dataset.
+CellRef = tuple[str, str] | str
+
+
+@runtime_checkable
+class CellStore(Protocol):
+    """A collection of embedded cells with filtered nearest-neighbour search."""
+
+    def upsert(self, records: Sequence[CellRecord]) -> None:
+        """Insert or overwrite cells; the same (dataset_id, cell_id) always lands on one point."""
+        ...
+
+    def search(
+        self,
+        vectors: np.ndarray,
+        k: int,
+        filter: SearchFilter | None = None,
+        *,
+        with_vectors: bool = False,
+        ef: int | None = None,
+    ) -> list[list[Hit]]:
+        """The ``k`` nearest stored cells to each row of ``vectors``, best first."""
+        ...
+
+    def retrieve(self, cells: Sequence[CellRef], *, with_vectors: bool = True) -> list[Hit]:
+        """Stored cells by reference, in request order; unknown references are left out."""
+        ...
+
+    def count(self, filter: SearchFilter | None = None) -> int:
+        """Exact number of stored cells matching ``filter``."""
+        ...
+
+    def facet(
+        self, field: str, filter: SearchFilter | None = None, limit: int = 1000
+    ) -> dict[str, int]:
+        """Cells per value of ``field`` (most frequent first), among cells matching ``filter``."""
+        ...
+
+    def delete_dataset(self, dataset_id: str) -> int:
+        """Remove every cell of a dataset; returns how many were removed."""
+        ...
+
+    def optimize(self) -> None:
+        """Build the HNSW graph and merge segments now (ingestion calls it after bulk loads)."""
+        ...
+
+    def close(self) -> None:
+        """Flush and release the store; the object is unusable afterwards."""
+        ...
+
+
+def as_query_matrix(vectors: np.ndarray, dim: int) -> np.ndarray:
+    """Queries as a C-contiguous float32 ``(n, dim)`` matrix of unit rows."""
+    mat = np.asarray(vectors, dtype=np.float32)
+    if mat.ndim == 1:
+        mat = mat[None, :]
+    if mat.ndim != 2 or mat.shape[1] != dim:
+        msg = f"query vectors must have shape (n, {dim}) or ({dim},), got {np.shape(vectors)}"
+        raise ValueError(msg)
+    norms = np.linalg.norm(mat, axis=1, keepdims=True)
+    if not np.all(np.isfinite(mat)) or np.any(norms == 0):
+        msg = "query vectors must be finite and non-zero (cosine similarity needs a direction)"
+        raise ValueError(msg)
+    return np.ascontiguousarray(mat / norms)
+
+
+def check_k(k: int) -> None:
+    if k < 1:
+        msg = f"k must be at least 1, got {k}"
+        raise ValueError(msg)
+
+
+def dedupe_records(records: Iterable[CellRecord]) -> list[CellRecord]:
+    """Last record wins per point id: a batch repeating a cell must not double-write it."""
+    by_id: dict[str, CellRecord] = {}
+    for rec in records:
+        by_id[rec.point_id] = rec
+    return list(by_id.values())
+
+
+def make_hit(score: float, payload: Mapping[str, object] | None, vector: object | None) -> Hit:
+    """A :class:`Hit` from a backend's scored point."""
+    pl = dict(payload or {})
+    vec = None if vector is None else np.asarray(vector, dtype=np.float32)
+    return Hit(
+        cell_id=str(pl.get("cell_id", "")),
+        dataset_id=str(pl.get("dataset_id", "")),
+        score=float(score),
+        distance=1.0 - float(score),
+        payload=pl,
+        vector=vec,
+    )
+
+
+def split_refs(cells: Sequence[CellRef]) -> tuple[list[tuple[str, str]], list[str]]:
+    """Separate full ``(dataset_id, cell_id)`` references from bare cell ids."""
+    pairs: list[tuple[str, str]] = []
+    bare: list[str] = []
+    for ref in cells:
+        if isinstance(ref, str):
+            bare.append(ref)
+        elif isinstance(ref, tuple) and len(ref) == 2:
+            pairs.append((str(ref[0]), str(ref[1])))
+        else:
+            msg = f"a cell reference is a cell_id or a (dataset_id, cell_id) pair, got {ref!r}"
+            raise ValueError(msg)
+    return pairs, bare
+
+
+def order_hits(cells: Sequence[CellRef], found: Iterable[Hit]) -> list[Hit]:
+    """Hits in the order they were asked for (a bare id may yield one hit per dataset)."""
+    by_pair: dict[tuple[str, str], Hit] = {}
+    by_cell: dict[str, list[Hit]] = {}
+    for hit in found:
+        by_pair[(hit.dataset_id, hit.cell_id)] = hit
+        by_cell.setdefault(hit.cell_id, []).append(hit)
+    out: list[Hit] = []
+    seen: set[tuple[str, str]] = set()
+    for ref in cells:
+        cands = [by_pair[ref]] if isinstance(ref, tuple) and ref in by_pair else []
+        if isinstance(ref, str):
+            cands = sorted(by_cell.get(ref, []), key=lambda h: h.dataset_id)
+        for hit in cands:
+            key = (hit.dataset_id, hit.cell_id)
+            if key not in seen:
+                seen.add(key)
+                out.append(hit)
+    return out

@@ -1,0 +1,76 @@
+"""The collection schema and index knobs, in one frozen dataclass shared by both backends."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from vectorstore.types import DIM, PAYLOAD_FIELDS
+
+#: Fields whose payload index also gets extra HNSW links per value ("payload-aware" links).
+#: Chosen from benchmarks/bench_vectorstore.py (see docs/vectorstore.md): every extra field
+#: costs build time (one sub-graph per frequent value); fields left out are still filtered
+#: exactly through their keyword index, by a plain scan when the subset is small and by
+#: filtered HNSW traversal when it is large.
+DEFAULT_HNSW_PAYLOAD_FIELDS: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """How the cell collection is laid out and searched.
+
+    Sizes marked ``_kb`` are Qdrant's units (kilobytes of vectors; a 128-d float32 vector is
+    0.5 KB, so ``full_scan_threshold_kb=10_000`` is about 20,000 cells).
+    """
+
+    dim: int = DIM
+    distance: Literal["cosine"] = "cosine"
+    hnsw_m: int = 16
+    hnsw_ef_construct: int = 100
+    #: ef used at query time unless a query passes its own; raised to k when k is larger.
+    search_ef: int = 128
+    #: Per-value graph degree for payload-aware links (None: same as hnsw_m).
+    payload_m: int | None = None
+    hnsw_payload_fields: tuple[str, ...] = DEFAULT_HNSW_PAYLOAD_FIELDS
+    #: Below this many KB of matching vectors a filtered query scans the subset exactly.
+    full_scan_threshold_kb: int = 10_000
+    #: A segment is HNSW-indexed once it holds this many KB of vectors (None: Qdrant's default).
+    indexing_threshold_kb: int | None = None
+    quantization: Literal["none", "int8"] = "int8"
+    quantile: float = 0.99
+    #: Re-rank quantised candidates with the original float32 vectors (exact final scores).
+    rescore: bool = True
+    oversampling: float = 2.0
+    #: With int8 on, keep original vectors on disk (page cache) and only int8 codes in RAM.
+    originals_on_disk: bool = True
+    #: Target number of segments (0: Qdrant picks from the CPU count).
+    segments: int = 0
+    #: Search threads of the embedded engine (None: from the CPU count).
+    search_threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.dim < 1:
+            msg = f"StoreConfig.dim must be positive, got {self.dim}"
+            raise ValueError(msg)
+        if self.distance != "cosine":
+            msg = f"StoreConfig.distance {self.distance!r} is not supported; cells use cosine"
+            raise ValueError(msg)
+        if self.quantization not in ("none", "int8"):
+            msg = f"StoreConfig.quantization must be 'none' or 'int8', got {self.quantization!r}"
+            raise ValueError(msg)
+        for name in ("hnsw_m", "hnsw_ef_construct", "search_ef"):
+            if getattr(self, name) < 1:
+                msg = f"StoreConfig.{name} must be positive, got {getattr(self, name)}"
+                raise ValueError(msg)
+        unknown = sorted(set(self.hnsw_payload_fields) - set(PAYLOAD_FIELDS))
+        if unknown:
+            msg = f"StoreConfig.hnsw_payload_fields has unknown fields {unknown}"
+            raise ValueError(msg)
+
+    @property
+    def int8(self) -> bool:
+        return self.quantization == "int8"
+
+
+#: Keyword payload indexes created on every new collection: every field a filter may use.
+INDEXED_FIELDS: tuple[str, ...] = PAYLOAD_FIELDS

@@ -1,0 +1,210 @@
+"""The embedded backend: Qdrant's own engine in-process through ``qdrant-edge-py`` (0.9.0).
+
+No server to start: a shard is a folder (segments, WAL, payload indexes, HNSW graph).
+The library is young, so this module wraps it thinly: every call it makes is one the
+congruence tests exercise. One process may open a shard at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import qdrant_edge as qe
+
+from vectorstore.base import (
+    CellRef,
+    as_query_matrix,
+    check_k,
+    dedupe_records,
+    make_hit,
+    order_hits,
+    split_refs,
+)
+from vectorstore.config import INDEXED_FIELDS, StoreConfig
+from vectorstore.types import PAYLOAD_FIELDS, CellRecord, Hit, SearchFilter, point_id
+
+UPSERT_BATCH = 2048
+SCROLL_PAGE = 1024
+
+
+def to_edge_filter(flt: SearchFilter | None) -> qe.Filter | None:
+    """Our filter as Qdrant's: one ``MatchAny`` condition per field."""
+    if flt is None or flt.is_empty:
+        return None
+    must = [qe.FieldCondition(key=k, match=qe.MatchAny(list(v))) for k, v in flt.must.items()]
+    must_not = [
+        qe.FieldCondition(key=k, match=qe.MatchAny(list(v))) for k, v in flt.must_not.items()
+    ]
+    return qe.Filter(must=must or None, must_not=must_not or None)
+
+
+def edge_config(cfg: StoreConfig) -> qe.EdgeConfig:
+    """The shard configuration for a :class:`StoreConfig`."""
+    quant = None
+    if cfg.int8:
+        quant = qe.ScalarQuantizationConfig(
+            type=qe.ScalarType.Int8, quantile=cfg.quantile, always_ram=True
+        )
+    vectors = qe.EdgeVectorParams(
+        size=cfg.dim,
+        distance=qe.Distance.Cosine,
+        on_disk=bool(cfg.int8 and cfg.originals_on_disk),
+    )
+    hnsw = qe.HnswIndexConfig(
+        m=cfg.hnsw_m,
+        ef_construct=cfg.hnsw_ef_construct,
+        full_scan_threshold=cfg.full_scan_threshold_kb,
+        payload_m=cfg.payload_m,
+    )
+    optimizers = qe.EdgeOptimizersConfig(
+        indexing_threshold=cfg.indexing_threshold_kb,
+        default_segment_number=cfg.segments or None,
+    )
+    return qe.EdgeConfig(
+        vectors=vectors,
+        hnsw_config=hnsw,
+        quantization_config=quant,
+        optimizers=optimizers,
+        max_search_threads=cfg.search_threads,
+        on_disk_payload=True,
+    )
+
+
+class EdgeStore:
+    """A :class:`~vectorstore.base.CellStore` over one qdrant-edge shard folder."""
+
+    def __init__(self, path: Path, config: StoreConfig | None = None) -> None:
+        self.config = config or StoreConfig()
+        self.path = Path(path)
+        existing = (self.path / "segments").is_dir()
+        if existing:
+            self._shard = qe.EdgeShard.load(str(self.path))
+        else:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._shard = qe.EdgeShard.create(str(self.path), edge_config(self.config))
+            for name in INDEXED_FIELDS:
+                params = qe.KeywordIndexParams(
+                    enable_hnsw=name in self.config.hnsw_payload_fields,
+                    is_tenant=False,
+                )
+                self._shard.update(qe.UpdateOperation.create_field_index(name, params))
+        self._closed = False
+
+    # -- writes -------------------------------------------------------------
+    def upsert(self, records: Sequence[CellRecord]) -> None:
+        unique = dedupe_records(records)
+        for start in range(0, len(unique), UPSERT_BATCH):
+            batch = unique[start : start + UPSERT_BATCH]
+            points = [qe.Point(r.point_id, r.vector.tolist(), r.full_payload()) for r in batch]
+            self._shard.update(qe.UpdateOperation.upsert_points(points))
+
+    def delete_dataset(self, dataset_id: str) -> int:
+        flt = SearchFilter(must={"dataset_id": [dataset_id]})
+        n = self.count(flt)
+        if n:
+            self._shard.update(qe.UpdateOperation.delete_points_by_filter(to_edge_filter(flt)))
+        return n
+
+    def optimize(self) -> None:
+        self._shard.optimize()
+
+    # -- reads --------------------------------------------------------------
+    def _params(self, k: int, ef: int | None) -> qe.SearchParams:
+        quant = None
+        if self.config.int8:
+            quant = qe.QuantizationSearchParams(
+                rescore=self.config.rescore, oversampling=self.config.oversampling
+            )
+        return qe.SearchParams(hnsw_ef=max(ef or self.config.search_ef, k), quantization=quant)
+
+    def search(
+        self,
+        vectors: np.ndarray,
+        k: int,
+        filter: SearchFilter | None = None,
+        *,
+        with_vectors: bool = False,
+        ef: int | None = None,
+    ) -> list[list[Hit]]:
+        check_k(k)
+        mat = as_query_matrix(vectors, self.config.dim)
+        flt = to_edge_filter(filter)
+        params = self._params(k, ef)
+        requests = [
+            qe.QueryRequest(
+                limit=k,
+                query=qe.Query.Nearest(row.tolist()),
+                filter=flt,
+                with_payload=True,
+                with_vector=with_vectors,
+                params=params,
+            )
+            for row in mat
+        ]
+        results = self._shard.query_batch(qe.QueryBatchRequest(requests))
+        return [[make_hit(p.score, p.payload, p.vector) for p in res] for res in results]
+
+    def retrieve(self, cells: Sequence[CellRef], *, with_vectors: bool = True) -> list[Hit]:
+        pairs, bare = split_refs(cells)
+        found: list[Hit] = []
+        if pairs:
+            ids = [point_id(d, c) for d, c in pairs]
+            recs = self._shard.retrieve(ids, with_payload=True, with_vector=with_vectors)
+            found.extend(make_hit(1.0, r.payload, r.vector) for r in recs)
+        if bare:
+            flt = to_edge_filter(SearchFilter(must={"cell_id": bare}))
+            offset = None
+            while True:
+                recs, offset = self._shard.scroll(
+                    qe.ScrollRequest(
+                        offset=offset,
+                        limit=SCROLL_PAGE,
+                        filter=flt,
+                        with_payload=True,
+                        with_vector=with_vectors,
+                    )
+                )
+                found.extend(make_hit(1.0, r.payload, r.vector) for r in recs)
+                if offset is None:
+                    break
+        return order_hits(cells, found)
+
+    def count(self, filter: SearchFilter | None = None) -> int:
+        return int(self._shard.count(qe.CountRequest(exact=True, filter=to_edge_filter(filter))))
+
+    def facet(
+        self,
+        field: str,
+        filter: SearchFilter | None = None,
+        limit: int = 1000,
+    ) -> dict[str, int]:
+        if field not in PAYLOAD_FIELDS:
+            msg = f"cannot facet on unknown field {field!r}; fields are {list(PAYLOAD_FIELDS)}"
+            raise ValueError(msg)
+        resp = self._shard.facet(
+            qe.FacetRequest(key=field, limit=limit, exact=True, filter=to_edge_filter(filter))
+        )
+        return {str(h.value): int(h.count) for h in resp.hits}
+
+    def info(self) -> dict[str, int]:
+        """Points, segments and HNSW-indexed vectors: what ``optimize`` changed."""
+        inf = self._shard.info()
+        return {
+            "points": int(inf.points_count),
+            "segments": int(inf.segments_count),
+            "indexed_vectors": int(inf.indexed_vectors_count),
+        }
+
+    def close(self) -> None:
+        if not self._closed:
+            self._shard.flush()
+            self._shard.close()
+            self._closed = True
+
+    def __enter__(self) -> EdgeStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

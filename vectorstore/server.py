@@ -1,0 +1,252 @@
+"""The scale backend: a Qdrant server (or cluster) by URL, through ``qdrant-client`` over gRPC.
+
+The same class runs on qdrant-client's *local mode* (``QdrantClient(path=...)``), an
+in-Python brute-force engine with the same client API: that is how the tests exercise this
+backend without a server. Local mode ignores payload indexes and HNSW parameters (it scans
+exactly), so its warnings about them are silenced here; keep local collections small.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+from qdrant_client import QdrantClient
+from qdrant_client import models as qm
+
+from vectorstore.base import (
+    CellRef,
+    as_query_matrix,
+    check_k,
+    dedupe_records,
+    make_hit,
+    order_hits,
+    split_refs,
+)
+from vectorstore.config import INDEXED_FIELDS, StoreConfig
+from vectorstore.types import PAYLOAD_FIELDS, CellRecord, Hit, SearchFilter, point_id
+
+UPSERT_BATCH = 1024
+SCROLL_PAGE = 1024
+
+
+def to_client_filter(flt: SearchFilter | None) -> qm.Filter | None:
+    """Our filter as qdrant-client's: one ``MatchAny`` condition per field."""
+    if flt is None or flt.is_empty:
+        return None
+    must = [qm.FieldCondition(key=k, match=qm.MatchAny(any=list(v))) for k, v in flt.must.items()]
+    must_not = [
+        qm.FieldCondition(key=k, match=qm.MatchAny(any=list(v))) for k, v in flt.must_not.items()
+    ]
+    return qm.Filter(must=must or None, must_not=must_not or None)
+
+
+@contextmanager
+def _quiet_local(local: bool) -> Iterator[None]:  # noqa: FBT001 - private helper
+    """Silence local mode's "has no effect" warnings about indexes and search params."""
+    if not local:
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*[Ll]ocal.*", category=UserWarning)
+        yield
+
+
+class QdrantServerStore:
+    """A :class:`~vectorstore.base.CellStore` over a Qdrant collection reached by qdrant-client."""
+
+    def __init__(
+        self,
+        *,
+        url: str | None = None,
+        api_key: str | None = None,
+        local_path: Path | None = None,
+        collection: str = "cells",
+        config: StoreConfig | None = None,
+        timeout: int = 60,
+    ) -> None:
+        if (url is None) == (local_path is None):
+            msg = "QdrantServerStore needs exactly one of url= (server) or local_path= (local mode)"
+            raise ValueError(msg)
+        self.config = config or StoreConfig()
+        self.collection = collection
+        self._local = local_path is not None
+        if local_path is not None:
+            Path(local_path).mkdir(parents=True, exist_ok=True)
+            self._client = QdrantClient(path=str(local_path))
+        else:
+            self._client = QdrantClient(url=url, api_key=api_key, prefer_grpc=True, timeout=timeout)
+        if not self._client.collection_exists(collection):
+            self._create()
+
+    def _create(self) -> None:
+        cfg = self.config
+        quant = None
+        if cfg.int8:
+            quant = qm.ScalarQuantization(
+                scalar=qm.ScalarQuantizationConfig(
+                    type=qm.ScalarType.INT8, quantile=cfg.quantile, always_ram=True
+                )
+            )
+        with _quiet_local(self._local):
+            self._client.create_collection(
+                self.collection,
+                vectors_config=qm.VectorParams(
+                    size=cfg.dim,
+                    distance=qm.Distance.COSINE,
+                    on_disk=bool(cfg.int8 and cfg.originals_on_disk),
+                ),
+                hnsw_config=qm.HnswConfigDiff(
+                    m=cfg.hnsw_m,
+                    ef_construct=cfg.hnsw_ef_construct,
+                    full_scan_threshold=cfg.full_scan_threshold_kb,
+                    payload_m=cfg.payload_m,
+                ),
+                optimizers_config=qm.OptimizersConfigDiff(
+                    indexing_threshold=cfg.indexing_threshold_kb,
+                    default_segment_number=cfg.segments or None,
+                ),
+                quantization_config=quant,
+                on_disk_payload=True,
+            )
+            for name in INDEXED_FIELDS:
+                self._client.create_payload_index(
+                    self.collection,
+                    name,
+                    qm.KeywordIndexParams(
+                        type=qm.KeywordIndexType.KEYWORD,
+                        enable_hnsw=name in cfg.hnsw_payload_fields,
+                    ),
+                    wait=True,
+                )
+
+    # -- writes -------------------------------------------------------------
+    def upsert(self, records: Sequence[CellRecord]) -> None:
+        unique = dedupe_records(records)
+        for start in range(0, len(unique), UPSERT_BATCH):
+            batch = unique[start : start + UPSERT_BATCH]
+            self._client.upsert(
+                self.collection,
+                points=[
+                    qm.PointStruct(
+                        id=r.point_id, vector=r.vector.tolist(), payload=r.full_payload()
+                    )
+                    for r in batch
+                ],
+                wait=True,
+            )
+
+    def delete_dataset(self, dataset_id: str) -> int:
+        flt = SearchFilter(must={"dataset_id": [dataset_id]})
+        n = self.count(flt)
+        if n:
+            self._client.delete(
+                self.collection,
+                points_selector=qm.FilterSelector(filter=to_client_filter(flt)),
+                wait=True,
+            )
+        return n
+
+    def optimize(self) -> None:
+        """A server indexes in the background; re-enable indexing in case a bulk load paused it."""
+        if self._local:
+            return
+        self._client.update_collection(
+            self.collection,
+            optimizers_config=qm.OptimizersConfigDiff(
+                indexing_threshold=self.config.indexing_threshold_kb or 10_000
+            ),
+        )
+
+    # -- reads --------------------------------------------------------------
+    def search(
+        self,
+        vectors: np.ndarray,
+        k: int,
+        filter: SearchFilter | None = None,
+        *,
+        with_vectors: bool = False,
+        ef: int | None = None,
+    ) -> list[list[Hit]]:
+        check_k(k)
+        mat = as_query_matrix(vectors, self.config.dim)
+        quant = None
+        if self.config.int8:
+            quant = qm.QuantizationSearchParams(
+                rescore=self.config.rescore, oversampling=self.config.oversampling
+            )
+        params = qm.SearchParams(hnsw_ef=max(ef or self.config.search_ef, k), quantization=quant)
+        flt = to_client_filter(filter)
+        requests = [
+            qm.QueryRequest(
+                query=row.tolist(),
+                limit=k,
+                filter=flt,
+                with_payload=True,
+                with_vector=with_vectors,
+                params=params,
+            )
+            for row in mat
+        ]
+        with _quiet_local(self._local):
+            responses = self._client.query_batch_points(self.collection, requests)
+        return [[make_hit(p.score, p.payload, p.vector) for p in r.points] for r in responses]
+
+    def retrieve(self, cells: Sequence[CellRef], *, with_vectors: bool = True) -> list[Hit]:
+        pairs, bare = split_refs(cells)
+        found: list[Hit] = []
+        if pairs:
+            recs = self._client.retrieve(
+                self.collection,
+                ids=[point_id(d, c) for d, c in pairs],
+                with_payload=True,
+                with_vectors=with_vectors,
+            )
+            found.extend(make_hit(1.0, r.payload, r.vector) for r in recs)
+        if bare:
+            flt = to_client_filter(SearchFilter(must={"cell_id": bare}))
+            offset = None
+            while True:
+                recs, offset = self._client.scroll(
+                    self.collection,
+                    scroll_filter=flt,
+                    limit=SCROLL_PAGE,
+                    offset=offset,
+                    with_payload=True,
+                    with_vectors=with_vectors,
+                )
+                found.extend(make_hit(1.0, r.payload, r.vector) for r in recs)
+                if offset is None:
+                    break
+        return order_hits(cells, found)
+
+    def count(self, filter: SearchFilter | None = None) -> int:
+        res = self._client.count(self.collection, count_filter=to_client_filter(filter), exact=True)
+        return int(res.count)
+
+    def facet(
+        self, field: str, filter: SearchFilter | None = None, limit: int = 1000
+    ) -> dict[str, int]:
+        if field not in PAYLOAD_FIELDS:
+            msg = f"cannot facet on unknown field {field!r}; fields are {list(PAYLOAD_FIELDS)}"
+            raise ValueError(msg)
+        resp = self._client.facet(
+            self.collection,
+            key=field,
+            facet_filter=to_client_filter(filter),
+            limit=limit,
+            exact=True,
+        )
+        return {str(h.value): int(h.count) for h in resp.hits}
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> QdrantServerStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
