@@ -1,0 +1,433 @@
+"""A typed Python client for the cellsearch gRPC service.
+
+Notebooks use it directly; the CLI is built on it. Queries go in as numpy matrices
+(embeddings), sparse count matrices with gene names (expression profiles) or lists of
+stored cell ids; answers come back as pandas DataFrames. Errors arrive as
+:class:`CellSearchError` carrying the gRPC status code and the server's message (which
+says what to change).
+
+    >>> client = CellSearchClient("127.0.0.1:50051", token="...")
+    >>> ild_lung = {"tissues": ["lung"], "diseases": ["interstitial lung disease"]}
+    >>> hits = client.search(counts, genes=genes, k=20, filter=ild_lung)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+import pandas as pd
+
+from cellsearch.jobs import DatasetEntry, Job, JobState
+from cellsearch.v1 import cellsearch_pb2 as pb
+from cellsearch.v1 import cellsearch_pb2_grpc as pb_grpc
+
+CellRefLike = str | tuple[str, str]
+FilterLike = Mapping[str, Any] | pb.Filter | None
+
+_FILTER_LISTS = ("cell_types", "tissues", "diseases", "studies", "exclude_studies", "donors")
+_FILTER_FLAGS = ("exclude_query_studies", "exact_terms")
+
+
+class CellSearchError(RuntimeError):
+    """A call the server refused or could not answer: ``code`` and the server's message."""
+
+    def __init__(self, code: grpc.StatusCode, details: str, method: str = "") -> None:
+        self.code = code
+        self.details = details
+        self.method = method
+        where = f" in {method}" if method else ""
+        super().__init__(f"{code.name}{where}: {details}")
+
+
+def make_filter(spec: FilterLike) -> pb.Filter | None:
+    """A ``Filter`` from a dict like ``{"tissues": ["lung"], "exclude_query_studies": True}``."""
+    if spec is None or isinstance(spec, pb.Filter):
+        return spec
+    unknown = set(spec) - set(_FILTER_LISTS) - set(_FILTER_FLAGS)
+    if unknown:
+        msg = f"unknown filter keys {sorted(unknown)}; use {[*_FILTER_LISTS, *_FILTER_FLAGS]}"
+        raise ValueError(msg)
+    lists = {}
+    for key in _FILTER_LISTS:
+        if key in spec:
+            value = spec[key]
+            lists[key] = [value] if isinstance(value, str) else list(value)
+    flags = {key: bool(spec[key]) for key in _FILTER_FLAGS if key in spec}
+    return pb.Filter(**lists, **flags)
+
+
+def _refs(cells: Iterable[CellRefLike]) -> list[pb.CellRef]:
+    out = []
+    for ref in cells:
+        if isinstance(ref, str):
+            out.append(pb.CellRef(cell_id=ref))
+        else:
+            dataset_id, cell_id = ref
+            out.append(pb.CellRef(dataset_id=dataset_id, cell_id=cell_id))
+    return out
+
+
+def _query_fields(query: Any, genes: Sequence[str] | None) -> dict[str, Any]:
+    """The oneof ``query`` of a request from whatever the caller holds."""
+    import scipy.sparse as sp
+
+    if isinstance(query, list | tuple) and (not query or isinstance(query[0], str | tuple)):
+        return {"cells": pb.CellRefs(cells=_refs(query))}
+    if genes is not None:
+        mat = sp.csr_matrix(query, dtype=np.float32)
+        if mat.shape[1] != len(genes):
+            msg = f"the count matrix has {mat.shape[1]} columns but {len(genes)} gene names"
+            raise ValueError(msg)
+        cells = [
+            pb.SparseCell(
+                indices=mat.indices[mat.indptr[i] : mat.indptr[i + 1]].tolist(),
+                counts=mat.data[mat.indptr[i] : mat.indptr[i + 1]].tolist(),
+            )
+            for i in range(mat.shape[0])
+        ]
+        return {"expression": pb.ExpressionProfiles(genes=list(genes), cells=cells)}
+    if sp.issparse(query):
+        msg = "a sparse matrix is read as raw counts: pass genes= naming its columns"
+        raise ValueError(msg)
+    mat = np.asarray(query, dtype=np.float32)
+    if mat.ndim == 1:
+        mat = mat[None, :]
+    if mat.ndim != 2:
+        msg = f"embeddings must be a (n, dim) matrix, got shape {mat.shape}"
+        raise ValueError(msg)
+    return {"embeddings": pb.Embeddings(dim=mat.shape[1], values=mat.ravel().tolist())}
+
+
+def _hits_frame(
+    results: Sequence[pb.QueryHits] | Sequence[pb.Hit], *, nested: bool
+) -> pd.DataFrame:
+    rows: list[dict[str, Any]] = []
+    vectors: list[list[float]] = []
+    groups = results if nested else [pb.QueryHits(hits=results)]  # type: ignore[list-item]
+    for q, group in enumerate(groups):
+        for rank, hit in enumerate(group.hits):
+            row: dict[str, Any] = {
+                "query": q,
+                "rank": rank,
+                "cell_id": hit.cell_id,
+                "dataset_id": hit.dataset_id,
+                "score": hit.score,
+                "distance": hit.distance,
+            }
+            row.update(hit.fields)
+            rows.append(row)
+            vectors.append(list(hit.vector))
+    frame = pd.DataFrame(
+        rows,
+        columns=None if rows else ["query", "rank", "cell_id", "dataset_id", "score", "distance"],
+    )
+    if any(vectors):
+        frame["vector"] = [np.asarray(v, dtype=np.float32) for v in vectors]
+    if not nested:
+        frame = frame.drop(columns="query")
+    return frame
+
+
+def job_from_proto(msg: pb.Job) -> Job:
+    return Job(
+        job_id=msg.job_id,
+        dataset_id=msg.dataset_id,
+        study_id=msg.study_id,
+        path=msg.path,
+        metadata=dict(msg.metadata),
+        state=JobState(pb.JobState.Name(msg.state)),
+        cells_done=msg.cells_done,
+        cells_total=msg.cells_total,
+        stage_seconds=dict(msg.stage_seconds),
+        error=msg.error,
+        error_code=msg.error_code,
+        attempts=msg.attempts,
+        cancel_requested=msg.cancel_requested,
+        created_at=msg.created_at,
+        updated_at=msg.updated_at,
+    )
+
+
+class CellSearchClient:
+    """One channel to a cellsearch server; every method is one RPC (Annotate streams).
+
+    ``token``: the server's bearer token (None when auth is off). ``tls``: use TLS; pass
+    ``root_certificates`` (PEM bytes) for a private CA. ``timeout``: default deadline in
+    seconds for every call (a call may pass its own).
+    """
+
+    def __init__(
+        self,
+        address: str = "127.0.0.1:50051",
+        *,
+        token: str | None = None,
+        tls: bool = False,
+        root_certificates: bytes | None = None,
+        timeout: float = 60.0,
+        max_message_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
+        options = [
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+        ]
+        if tls or root_certificates is not None:
+            creds = grpc.ssl_channel_credentials(root_certificates=root_certificates)
+            self._channel = grpc.secure_channel(address, creds, options=options)
+        else:
+            self._channel = grpc.insecure_channel(address, options=options)
+        self.address = address
+        self.timeout = timeout
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self.search_stub = pb_grpc.CellSearchStub(self._channel)
+        self.ingestion_stub = pb_grpc.IngestionStub(self._channel)
+        self.atlas_stub = pb_grpc.AtlasStub(self._channel)
+
+    # -- plumbing -------------------------------------------------------------
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> CellSearchClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, method: Any, request: Any, timeout: float | None = None) -> Any:
+        try:
+            return method(request, timeout=timeout or self.timeout, metadata=self._metadata)
+        except grpc.RpcError as exc:
+            raise _error(exc, method) from None
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Block until the server answers (e.g. just after starting it)."""
+        try:
+            grpc.channel_ready_future(self._channel).result(timeout=timeout)
+        except grpc.FutureTimeoutError:
+            msg = f"no cellsearch server answered at {self.address} within {timeout:.0f} s"
+            raise CellSearchError(grpc.StatusCode.UNAVAILABLE, msg) from None
+
+    # -- Atlas ----------------------------------------------------------------
+    def ping(self) -> str:
+        """The server's version (checks the address and the token)."""
+        return self._call(self.atlas_stub.Ping, pb.PingRequest()).version
+
+    def stats(
+        self, *, filter: FilterLike = None, by: Sequence[str] = (), top: int = 50
+    ) -> tuple[int, dict[str, pd.DataFrame]]:
+        """Total cells and, per facet, a DataFrame of ``id, label, count``."""
+        reply = self._call(
+            self.atlas_stub.Stats,
+            pb.StatsRequest(filter=make_filter(filter), by=list(by), top=top),
+        )
+        facets = {
+            f.name: pd.DataFrame(
+                [(c.id, c.label, c.count) for c in f.counts], columns=["id", "label", "count"]
+            )
+            for f in reply.facets
+        }
+        return int(reply.total_cells), facets
+
+    def resolve(self, text: str, kind: str = "cell_type") -> tuple[str, str]:
+        """``(term_id, label)`` of a name, synonym or id."""
+        reply = self._call(self.atlas_stub.ResolveTerm, pb.ResolveTermRequest(text=text, kind=kind))
+        return reply.term_id, reply.label
+
+    def model_info(self) -> dict[str, Any]:
+        reply = self._call(self.atlas_stub.GetModelInfo, pb.GetModelInfoRequest())
+        return {
+            "model_version": reply.model_version,
+            "dim": reply.dim,
+            "n_genes": reply.n_genes,
+            "cell_types": list(reply.cell_types),
+        }
+
+    # -- CellSearch -----------------------------------------------------------
+    def search(
+        self,
+        query: Any,
+        *,
+        genes: Sequence[str] | None = None,
+        k: int = 10,
+        filter: FilterLike = None,
+        fields: Sequence[str] = (),
+        with_vectors: bool = False,
+        timeout: float | None = None,
+    ) -> pd.DataFrame:
+        """Nearest stored cells per query cell: one row per hit, ``query`` and ``rank`` first.
+
+        ``query``: an ``(n, 128)`` embedding matrix; raw counts (dense or sparse) with
+        ``genes``; or a list of stored cell ids / ``(dataset_id, cell_id)`` pairs.
+        """
+        request = pb.SearchRequest(
+            **_query_fields(query, genes),
+            k=k,
+            filter=make_filter(filter),
+            fields=list(fields),
+            with_vectors=with_vectors,
+        )
+        reply = self._call(self.search_stub.Search, request, timeout)
+        return _hits_frame(reply.results, nested=True)
+
+    def search_centroid(
+        self,
+        query: Any,
+        *,
+        genes: Sequence[str] | None = None,
+        k: int = 10,
+        filter: FilterLike = None,
+        fields: Sequence[str] = (),
+        timeout: float | None = None,
+    ) -> tuple[pd.DataFrame, float]:
+        """Nearest cells to the query population's centroid, and its coherence in [0, 1]."""
+        request = pb.SearchCentroidRequest(
+            **_query_fields(query, genes), k=k, filter=make_filter(filter), fields=list(fields)
+        )
+        reply = self._call(self.search_stub.SearchCentroid, request, timeout)
+        return _hits_frame(reply.hits, nested=False), float(reply.coherence)
+
+    def annotate(
+        self,
+        query: Any,
+        *,
+        genes: Sequence[str] | None = None,
+        cell_names: Sequence[str] | None = None,
+        k: int = 0,
+        filter: FilterLike = None,
+        batch_size: int = 1000,
+        timeout: float | None = None,
+    ) -> pd.DataFrame:
+        """Cell type, confidence and representation confidence per query cell.
+
+        Large queries are streamed in batches of ``batch_size`` cells over one call.
+        """
+        n = len(query) if isinstance(query, list | tuple) else query.shape[0]
+        names = list(cell_names) if cell_names is not None else [str(i) for i in range(n)]
+        if len(names) != n:
+            msg = f"cell_names has {len(names)} names for {n} query cells"
+            raise ValueError(msg)
+        flt = make_filter(filter)
+
+        def requests() -> Iterator[pb.AnnotateRequest]:
+            for start in range(0, n, batch_size):
+                part = query[start : start + batch_size]
+                yield pb.AnnotateRequest(
+                    **_query_fields(part, genes),
+                    cell_names=names[start : start + batch_size],
+                    k=k,
+                    filter=flt,
+                )
+
+        rows = []
+        try:
+            for reply in self.search_stub.Annotate(
+                requests(), timeout=timeout or self.timeout, metadata=self._metadata
+            ):
+                for a in reply.annotations:
+                    rows.append(
+                        {
+                            "cell": a.cell_name,
+                            "cell_type_id": a.cell_type_id,
+                            "cell_type": a.cell_type,
+                            "confidence": a.confidence,
+                            "representation_confidence": a.representation_confidence,
+                            "unknown": a.unknown,
+                            "fell_back_to_ancestor": a.fell_back_to_ancestor,
+                            "mean_distance": a.mean_distance,
+                        }
+                    )
+        except grpc.RpcError as exc:
+            raise _error(exc, self.search_stub.Annotate) from None
+        return pd.DataFrame(rows).set_index("cell") if rows else pd.DataFrame()
+
+    def get_cells(
+        self,
+        cells: Iterable[CellRefLike],
+        *,
+        with_vectors: bool = False,
+        fields: Sequence[str] = (),
+    ) -> pd.DataFrame:
+        """Stored cells by reference (missing ones are left out)."""
+        request = pb.GetCellsRequest(
+            cells=_refs(cells), with_vectors=with_vectors, fields=list(fields)
+        )
+        reply = self._call(self.search_stub.GetCells, request)
+        frame = _hits_frame(reply.cells, nested=False)
+        return frame.drop(columns=["rank", "score", "distance"], errors="ignore")
+
+    # -- Ingestion ------------------------------------------------------------
+    def submit_ingestion(
+        self,
+        path: str | Path,
+        study_id: str,
+        *,
+        dataset_id: str = "",
+        metadata: Mapping[str, str] | None = None,
+    ) -> Job:
+        """Start ingesting a file the server can read; returns the PENDING job."""
+        request = pb.SubmitIngestionRequest(
+            path=str(path), study_id=study_id, dataset_id=dataset_id, metadata=metadata or {}
+        )
+        return job_from_proto(self._call(self.ingestion_stub.SubmitIngestion, request))
+
+    def get_job(self, job_id: str) -> Job:
+        return job_from_proto(self._call(self.ingestion_stub.GetJob, pb.JobRequest(job_id=job_id)))
+
+    def watch_job(self, job_id: str, *, timeout: float | None = None) -> Iterator[Job]:
+        """The job now and after every change, until it ends (or ``timeout`` passes)."""
+        try:
+            for msg in self.ingestion_stub.WatchJob(
+                pb.JobRequest(job_id=job_id), timeout=timeout, metadata=self._metadata
+            ):
+                yield job_from_proto(msg)
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                return
+            raise _error(exc, self.ingestion_stub.WatchJob) from None
+
+    def wait_job(self, job_id: str, *, timeout: float | None = None) -> Job:
+        """Block until the job ends; returns its final record."""
+        last = self.get_job(job_id)
+        for job in self.watch_job(job_id, timeout=timeout):
+            last = job
+        return last
+
+    def cancel_job(self, job_id: str) -> Job:
+        return job_from_proto(
+            self._call(self.ingestion_stub.CancelJob, pb.JobRequest(job_id=job_id))
+        )
+
+    def list_datasets(self) -> pd.DataFrame:
+        reply = self._call(self.ingestion_stub.ListDatasets, pb.ListDatasetsRequest())
+        entries = [
+            DatasetEntry(
+                dataset_id=d.dataset_id,
+                study_id=d.study_id,
+                path=d.path,
+                n_cells=d.n_cells,
+                genes_matched=d.genes_matched,
+                genes_total=d.genes_total,
+                model_version=d.model_version,
+                job_id=d.job_id,
+                metadata=dict(d.metadata),
+                ingested_at=d.ingested_at,
+            )
+            for d in reply.datasets
+        ]
+        return pd.DataFrame([e.__dict__ for e in entries])
+
+    def delete_dataset(self, dataset_id: str) -> int:
+        """Remove a dataset; returns how many cells were removed."""
+        reply = self._call(
+            self.ingestion_stub.DeleteDataset, pb.DeleteDatasetRequest(dataset_id=dataset_id)
+        )
+        return int(reply.cells_removed)
+
+
+def _error(exc: grpc.RpcError, method: Any) -> CellSearchError:
+    name = getattr(method, "_method", b"")
+    name = name.decode() if isinstance(name, bytes) else str(name)
+    return CellSearchError(exc.code(), exc.details() or "", name.rsplit("/", 1)[-1])

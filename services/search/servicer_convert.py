@@ -1,0 +1,215 @@
+"""Proto messages <-> plain values: the servicers' decode and encode steps.
+
+Kept apart from the servicers so each handler reads as decode -> call -> encode, and so
+the conversions (which carry the request-shape checks) can be tested on their own.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from cellsearch.jobs import DatasetEntry, Job
+from cellsearch.v1 import cellsearch_pb2 as pb
+from services.search.status import RequestLimitError
+
+DEFAULT_K = 10
+DEFAULT_ANNOTATE_K = 50
+
+#: Payload fields a hit returns by default (the ancestor lists stay server-side).
+DEFAULT_FIELDS: tuple[str, ...] = (
+    "study_id",
+    "donor_id",
+    "sample_id",
+    "cell_type_id",
+    "tissue_id",
+    "disease_id",
+    "assay",
+    "model_version",
+)
+#: Readable labels added next to the term ids.
+LABEL_FIELDS: dict[str, str] = {
+    "cell_type": "cell_type_id",
+    "tissue": "tissue_id",
+    "disease": "disease_id",
+}
+
+
+def embeddings_to_matrix(msg: pb.Embeddings, dim: int) -> np.ndarray:
+    """An ``(n, dim)`` float32 matrix from a packed row-major ``Embeddings``."""
+    values = np.asarray(msg.values, dtype=np.float32)
+    if msg.dim != dim:
+        msg_text = f"embeddings.dim is {msg.dim} but the model embeds cells in {dim} dimensions"
+        raise ValueError(msg_text)
+    if values.size == 0 or values.size % dim:
+        msg_text = (
+            f"embeddings.values holds {values.size} floats, not a positive multiple of "
+            f"dim={dim}: send n*{dim} values, row after row"
+        )
+        raise ValueError(msg_text)
+    return values.reshape(-1, dim)
+
+
+def matrix_to_embeddings(matrix: np.ndarray) -> pb.Embeddings:
+    mat = np.asarray(matrix, dtype=np.float32)
+    if mat.ndim == 1:
+        mat = mat[None, :]
+    return pb.Embeddings(dim=mat.shape[1], values=mat.ravel().tolist())
+
+
+def expression_to_csr(msg: pb.ExpressionProfiles) -> tuple[sp.csr_matrix, list[str]]:
+    """Raw counts as a ``cells x genes`` CSR matrix and the gene names of its columns."""
+    genes = list(msg.genes)
+    if not genes:
+        text = "expression.genes is empty: list the gene ids or symbols the counts refer to"
+        raise ValueError(text)
+    if not msg.cells:
+        text = "expression.cells is empty: send at least one cell's counts"
+        raise ValueError(text)
+    indptr = [0]
+    indices: list[int] = []
+    data: list[float] = []
+    for i, cell in enumerate(msg.cells):
+        if len(cell.indices) != len(cell.counts):
+            text = (
+                f"expression.cells[{i}] has {len(cell.indices)} indices but "
+                f"{len(cell.counts)} counts; they must pair up"
+            )
+            raise ValueError(text)
+        if cell.indices and max(cell.indices) >= len(genes):
+            text = (
+                f"expression.cells[{i}] refers to gene index {max(cell.indices)} but only "
+                f"{len(genes)} genes are listed"
+            )
+            raise ValueError(text)
+        indices.extend(cell.indices)
+        data.extend(cell.counts)
+        indptr.append(len(indices))
+    mat = sp.csr_matrix(
+        (np.asarray(data, dtype=np.float32), np.asarray(indices), np.asarray(indptr)),
+        shape=(len(msg.cells), len(genes)),
+    )
+    mat.sum_duplicates()
+    return mat, genes
+
+
+def csr_to_expression(matrix: Any, genes: Sequence[str]) -> pb.ExpressionProfiles:
+    mat = sp.csr_matrix(matrix)
+    cells = [
+        pb.SparseCell(
+            indices=mat.indices[mat.indptr[i] : mat.indptr[i + 1]].tolist(),
+            counts=mat.data[mat.indptr[i] : mat.indptr[i + 1]].astype(np.float32).tolist(),
+        )
+        for i in range(mat.shape[0])
+    ]
+    return pb.ExpressionProfiles(genes=list(genes), cells=cells)
+
+
+def refs_from_proto(refs: Iterable[pb.CellRef]) -> list[tuple[str, str] | str]:
+    """Store references: ``(dataset_id, cell_id)`` or a bare ``cell_id``."""
+    out: list[tuple[str, str] | str] = []
+    for i, ref in enumerate(refs):
+        if not ref.cell_id:
+            text = f"cells[{i}].cell_id is empty: every cell reference needs a cell id"
+            raise ValueError(text)
+        out.append((ref.dataset_id, ref.cell_id) if ref.dataset_id else ref.cell_id)
+    return out
+
+
+def check_k(k: int, max_k: int, default: int = DEFAULT_K) -> int:
+    k = int(k) or default
+    if k > max_k:
+        text = (
+            f"k={k} is over this server's limit of {max_k} neighbours per query cell; ask "
+            f"for fewer (the limit is CELLSEARCH_MAX_K)"
+        )
+        raise RequestLimitError(text)
+    return k
+
+
+def check_n_cells(n: int, max_cells: int) -> None:
+    if n > max_cells:
+        text = (
+            f"the request holds {n} query cells, over this server's limit of {max_cells} "
+            f"per request; split it into batches (the limit is CELLSEARCH_MAX_QUERY_CELLS)"
+        )
+        raise RequestLimitError(text)
+
+
+@functools.lru_cache(maxsize=65536)
+def term_label(term_id: str) -> str:
+    """The ontology label of a term id; the id itself when it has none (never fails)."""
+    if not term_id:
+        return ""
+    import ontology
+
+    try:
+        return ontology.label(term_id)
+    except (ValueError, LookupError):
+        return term_id
+
+
+def hit_fields(payload: dict[str, Any], fields: Sequence[str]) -> dict[str, str]:
+    """The requested payload fields as strings (lists joined by ``;``), labels resolved."""
+    wanted = list(fields) or [*DEFAULT_FIELDS, *LABEL_FIELDS]
+    out: dict[str, str] = {}
+    for name in wanted:
+        if name in LABEL_FIELDS:
+            out[name] = term_label(str(payload.get(LABEL_FIELDS[name], "")))
+            continue
+        value = payload.get(name)
+        if value is None:
+            continue
+        out[name] = ";".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
+    return out
+
+
+def hit_to_proto(hit: Any, fields: Sequence[str], *, with_vector: bool = False) -> pb.Hit:
+    vector = hit.vector if with_vector and getattr(hit, "vector", None) is not None else None
+    return pb.Hit(
+        cell_id=hit.cell_id,
+        dataset_id=hit.dataset_id,
+        score=float(hit.score),
+        distance=float(hit.distance),
+        fields=hit_fields(hit.payload, fields),
+        vector=[] if vector is None else np.asarray(vector, dtype=np.float32).tolist(),
+    )
+
+
+def job_to_proto(job: Job) -> pb.Job:
+    return pb.Job(
+        job_id=job.job_id,
+        dataset_id=job.dataset_id,
+        study_id=job.study_id,
+        path=job.path,
+        state=pb.JobState.Value(str(job.state)),
+        cells_done=job.cells_done,
+        cells_total=job.cells_total,
+        stage_seconds=dict(job.stage_seconds),
+        error=job.error,
+        error_code=job.error_code,
+        cancel_requested=job.cancel_requested,
+        created_at=job.created_at,
+        updated_at=job.updated_at,
+        metadata=dict(job.metadata),
+        attempts=job.attempts,
+    )
+
+
+def dataset_to_proto(entry: DatasetEntry) -> pb.Dataset:
+    return pb.Dataset(
+        dataset_id=entry.dataset_id,
+        study_id=entry.study_id,
+        path=entry.path,
+        n_cells=entry.n_cells,
+        genes_matched=entry.genes_matched,
+        genes_total=entry.genes_total,
+        model_version=entry.model_version,
+        job_id=entry.job_id,
+        metadata=dict(entry.metadata),
+        ingested_at=entry.ingested_at,
+    )

@@ -1,0 +1,159 @@
+"""The CellSearch service: decode a query, call the search core, encode the hits."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+import numpy as np
+
+from cellsearch.v1 import cellsearch_pb2 as pb
+from cellsearch.v1 import cellsearch_pb2_grpc as pb_grpc
+from services.search import servicer_engine as engine
+from services.search.deps import ServiceDeps
+from services.search.servicer_convert import (
+    DEFAULT_ANNOTATE_K,
+    check_k,
+    check_n_cells,
+    embeddings_to_matrix,
+    expression_to_csr,
+    hit_to_proto,
+    refs_from_proto,
+)
+from services.search.status import grpc_errors
+
+
+def _model_version(deps: ServiceDeps) -> str:
+    enc = deps._encoder  # only report a version already loaded: never load just for this
+    return str(getattr(enc, "model_version", "")) if enc is not None else ""
+
+
+class QueryCells:
+    """A request's query cells as vectors, plus the studies they come from (if stored)."""
+
+    def __init__(self, vectors: np.ndarray, studies: tuple[str, ...] = ()) -> None:
+        self.vectors = vectors
+        self.studies = studies
+
+
+def decode_query(deps: ServiceDeps, request: Any) -> QueryCells:
+    """Embeddings as sent, expression profiles embedded, stored cells looked up."""
+    which = request.WhichOneof("query")
+    limit = deps.settings.max_query_cells
+    if which is None:
+        text = "the request has no query: set embeddings, expression or cells"
+        raise ValueError(text)
+    if which == "embeddings":
+        dim = int(getattr(deps.store, "config", None).dim) if hasattr(deps.store, "config") else 128
+        mat = embeddings_to_matrix(request.embeddings, dim)
+        check_n_cells(mat.shape[0], limit)
+        return QueryCells(mat)
+    if which == "expression":
+        check_n_cells(len(request.expression.cells), limit)
+        counts, genes = expression_to_csr(request.expression)
+        return QueryCells(np.asarray(deps.encoder.embed(counts, gene_names=genes)))
+    refs = refs_from_proto(request.cells.cells)
+    if not refs:
+        text = "cells is empty: list at least one stored cell"
+        raise ValueError(text)
+    check_n_cells(len(refs), limit)
+    mat, hits = engine.stored_vectors(deps.store, refs)
+    studies = tuple(sorted({str(h.payload.get("study_id", "")) for h in hits} - {""}))
+    return QueryCells(mat, studies)
+
+
+class CellSearchServicer(pb_grpc.CellSearchServicer):
+    def __init__(self, deps: ServiceDeps) -> None:
+        self.deps = deps
+
+    @grpc_errors
+    def Search(self, request: pb.SearchRequest, context: grpc.ServicerContext) -> pb.SearchReply:
+        k = check_k(request.k, self.deps.settings.max_k)
+        query = decode_query(self.deps, request)
+        flt = engine.build_filter(request.filter, query.studies)
+        results = engine.search(
+            self.deps.store, query.vectors, k, flt, with_vectors=request.with_vectors
+        )
+        fields = list(request.fields)
+        return pb.SearchReply(
+            results=[
+                pb.QueryHits(
+                    hits=[hit_to_proto(h, fields, with_vector=request.with_vectors) for h in hits]
+                )
+                for hits in results
+            ],
+            model_version=_model_version(self.deps),
+        )
+
+    @grpc_errors
+    def SearchCentroid(
+        self, request: pb.SearchCentroidRequest, context: grpc.ServicerContext
+    ) -> pb.SearchCentroidReply:
+        k = check_k(request.k, self.deps.settings.max_k)
+        query = decode_query(self.deps, request)
+        vec, coherence = engine.centroid(query.vectors)
+        flt = engine.build_filter(request.filter, query.studies)
+        hits = engine.search(
+            self.deps.store, vec[None, :], k, flt, with_vectors=request.with_vectors
+        )[0]
+        fields = list(request.fields)
+        return pb.SearchCentroidReply(
+            hits=[hit_to_proto(h, fields, with_vector=request.with_vectors) for h in hits],
+            coherence=coherence,
+            n_query_cells=query.vectors.shape[0],
+            model_version=_model_version(self.deps),
+        )
+
+    @grpc_errors
+    def Annotate(
+        self, request_iterator: Iterator[pb.AnnotateRequest], context: grpc.ServicerContext
+    ) -> Iterator[pb.AnnotateReply]:
+        offset = 0
+        for request in request_iterator:
+            if not context.is_active():  # deadline passed or client gone: stop working
+                return
+            k = check_k(request.k, self.deps.settings.max_k, default=DEFAULT_ANNOTATE_K)
+            query = decode_query(self.deps, request)
+            n = query.vectors.shape[0]
+            names = list(request.cell_names) or [str(offset + i) for i in range(n)]
+            if len(names) != n:
+                text = f"cell_names lists {len(names)} names for {n} query cells"
+                raise ValueError(text)
+            flt = engine.build_filter(request.filter, query.studies)
+            rows = engine.annotate(self.deps.store, query.vectors, k, flt)
+            yield pb.AnnotateReply(
+                annotations=[_annotation(name, row) for name, row in zip(names, rows, strict=True)],
+                model_version=_model_version(self.deps),
+            )
+            offset += n
+
+    @grpc_errors
+    def GetCells(
+        self, request: pb.GetCellsRequest, context: grpc.ServicerContext
+    ) -> pb.GetCellsReply:
+        refs = refs_from_proto(request.cells)
+        check_n_cells(len(refs), self.deps.settings.max_query_cells)
+        hits = self.deps.store.retrieve(refs, with_vectors=request.with_vectors)
+        found = {h.cell_id for h in hits} | {(h.dataset_id, h.cell_id) for h in hits}
+        fields = list(request.fields)
+        return pb.GetCellsReply(
+            cells=[hit_to_proto(h, fields, with_vector=request.with_vectors) for h in hits],
+            missing=[c for c, r in zip(request.cells, refs, strict=True) if r not in found],
+        )
+
+
+def _annotation(name: str, row: dict[str, Any]) -> pb.Annotation:
+    from services.search.servicer_convert import term_label
+
+    term = str(row["cell_type_id"])
+    return pb.Annotation(
+        cell_name=name,
+        cell_type_id=term,
+        cell_type="unknown" if term == "unknown" else term_label(term),
+        confidence=float(row["confidence"]),
+        representation_confidence=float(row["representation_confidence"]),
+        unknown=bool(row["unknown"]),
+        fell_back_to_ancestor=bool(row.get("fell_back_to_ancestor", False)),
+        mean_distance=float(row.get("mean_distance", 0.0)),
+    )
