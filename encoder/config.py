@@ -1,0 +1,106 @@
+"""Model and training configuration: every size and knob in two dataclasses.
+
+One config object (nanoGPT style) rather than constructor arguments scattered over
+modules, so a checkpoint can store exactly what rebuilds its network and a run can
+be reproduced from its ``training.json``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """Network shape, defaulting to SCimilarity's published architecture.
+
+    SCimilarity (Heimberg et al., 2024): input dropout 0.4, then blocks of
+    Linear -> BatchNorm -> PReLU with 1024 units (dropout 0.5 between hidden
+    blocks), a final Linear to 128 dimensions and L2 normalisation. The decoder
+    mirrors the hidden sizes back to the gene space.
+    """
+
+    n_genes: int
+    hidden_dims: tuple[int, ...] = (1024, 1024, 1024)
+    latent_dim: int = 128
+    input_dropout: float = 0.4
+    dropout: float = 0.5
+    batchnorm_eps: float = 1e-5
+
+    def __post_init__(self) -> None:
+        if self.n_genes < 1:
+            msg = f"n_genes must be positive, got {self.n_genes}"
+            raise ValueError(msg)
+        if not self.hidden_dims:
+            msg = "hidden_dims needs at least one hidden layer (SCimilarity uses three of 1024)"
+            raise ValueError(msg)
+        object.__setattr__(self, "hidden_dims", tuple(int(h) for h in self.hidden_dims))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (tuples become lists)."""
+        data = asdict(self)
+        data["hidden_dims"] = list(self.hidden_dims)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EncoderConfig:
+        """Rebuild from :meth:`to_dict` output, refusing unknown keys."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            msg = f"unknown EncoderConfig keys {sorted(unknown)}; known: {sorted(known)}"
+            raise ValueError(msg)
+        return cls(**data)
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation, loss weighting, sampling and validation settings.
+
+    Defaults follow SCimilarity where it published them (triplet margin 0.05,
+    0.001 triplet / 0.999 reconstruction weighting, semi-hard mining) and are
+    otherwise sized for small CPU runs.
+    """
+
+    epochs: int = 20
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 0
+    steps_per_epoch: int | None = None
+    margin: float = 0.05
+    triplet_weight: float = 0.001
+    recon_weight: float = 0.999
+    l1_weight: float = 0.0
+    negative_selection: str = "semihard"
+    cells_per_type: int = 8
+    val_studies: tuple[str, ...] = ()
+    val_fraction_studies: float = 0.2
+    knn_k: int = 50
+    patience: int = 5
+    min_delta: float = 1e-4
+    seed: int = 0
+    device: str = "auto"
+    bf16: bool = True
+    num_threads: int | None = None
+    progress: bool = True
+    label_key: str = "cell_type_ontology_term_id"
+    study_key: str = "study_id"
+    target_sum: float = 1e4
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (tuples become lists)."""
+        data = asdict(self)
+        data["val_studies"] = list(self.val_studies)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Rebuild from :meth:`to_dict` output, ignoring keys this version lacks."""
+        known = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        if "val_studies" in kwargs:
+            kwargs["val_studies"] = tuple(kwargs["val_studies"])
+        return cls(**kwargs)
