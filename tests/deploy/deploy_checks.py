@@ -10,11 +10,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fnmatch
+import importlib.util
 import io
 import json
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import jsonschema
@@ -24,6 +27,15 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "compose.yaml"
 SCHEMA_FILE = ROOT / "deploy" / "schema" / "compose-spec.json"
 ENV_PREFIX = "CELLSEARCH_"
+
+
+def load_script(name: str, path: Path) -> ModuleType:
+    """Import a deploy/ script (not a package module) so its functions can be tested."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
 
 
 def load_compose(path: Path = COMPOSE_FILE) -> dict[str, Any]:
