@@ -31,6 +31,8 @@ _ID_RE = re.compile(r"^([A-Za-z][A-Za-z0-9]*)[:_](\d+)$")
 _ID_LIKE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9]*:\S*$")
 # A prefix run into its digits ("CL0000236"): an id with its separator missing.
 _RUN_TOGETHER_RE = re.compile(r"^[A-Za-z]+\d{5,}$")
+# One of our prefixes and a colon, whatever follows ("CL:00 02").
+_OUR_PREFIX_RE = re.compile(r"^([A-Za-z]+)\s*:")
 
 
 def split_id(term_id: str) -> tuple[str, str] | None:
@@ -48,6 +50,7 @@ def looks_like_id(text: str) -> bool:
         split_id(stripped) is not None
         or _ID_LIKE_RE.match(stripped) is not None
         or _RUN_TOGETHER_RE.match(stripped) is not None
+        or ((m := _OUR_PREFIX_RE.match(stripped)) is not None and m.group(1).upper() in PREFIX_KIND)
     )
 
 

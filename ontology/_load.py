@@ -26,9 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from ontology._ids import NORMAL_ID, PREFIX_KIND, SOURCE_PREFIX, OntologyKind, split_id
+from ontology._names import build_tiers, join_strings, split_strings
 
 #: Bump when the layout of the compiled arrays changes: old cache files are then ignored.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 3
 DEFAULT_CACHE_DIR = Path("~/.cache/cellsearch/ontology")
 
 Arrays = dict[str, np.ndarray]
@@ -222,50 +223,66 @@ def compile_arrays(raw: RawOntology) -> Arrays:
     ids = sorted(raw.terms)
     index = {tid: i for i, tid in enumerate(ids)}
     n = len(ids)
-    counts = np.zeros(n, dtype=np.int64)
-    anc_idx: list[int] = []
-    anc_dist: list[int] = []
+    rows_l: list[int] = []
+    anc_l: list[int] = []
+    dist_l: list[int] = []
     for i, tid in enumerate(ids):
-        ups = sorted(
-            ((d, a) for a, d in raw.terms[tid].ancestors.items() if a in index and a != tid)
-        )
-        counts[i] = len(ups)
-        anc_idx.extend(index[a] for _, a in ups)
-        anc_dist.extend(d for d, _ in ups)
+        ups = raw.terms[tid].ancestors
+        rows_l.extend([i] * len(ups))
+        anc_l.extend([index.get(a, -1) for a in ups])
+        dist_l.extend(ups.values())
+    rows = np.asarray(rows_l, dtype=np.int64)
+    anc = np.asarray(anc_l, dtype=np.int64)
+    dist = np.asarray(dist_l, dtype=np.int64)
+    valid = (anc >= 0) & (anc != rows)  # ancestors outside this kind, or self, are dropped
+    rows, anc, dist = rows[valid], anc[valid], dist[valid]
+    order = np.lexsort((anc, dist, rows))  # by term, then nearest first, then index
+    rows, anc, dist = rows[order], anc[order].astype(np.int32), dist[order].astype(np.int16)
     anc_ptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(counts, out=anc_ptr[1:])
-    anc = np.asarray(anc_idx, dtype=np.int32)
-    rows = np.repeat(np.arange(n, dtype=np.int32), counts)
-    order = np.lexsort((rows, anc))
+    np.cumsum(np.bincount(rows, minlength=n), out=anc_ptr[1:])
+    by_ancestor = np.lexsort((rows, anc))
     desc_ptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.bincount(anc, minlength=n), out=desc_ptr[1:])
 
     terms = [raw.terms[tid] for tid in ids]
+    synonyms = {i: t.synonyms for i, t in enumerate(terms) if t.synonyms}
+    deprecated = [t.deprecated for t in terms]
+    labels = [t.label.replace("\x1f", " ") for t in terms]
     meta = {
         "format": CACHE_FORMAT,
         "kind": raw.kind,
         "name": raw.name,
         "version": raw.version,
-        "labels": [t.label for t in terms],
-        "synonyms": {str(i): t.synonyms for i, t in enumerate(terms) if t.synonyms},
         "replaced_by": {str(i): t.replaced_by for i, t in enumerate(terms) if t.replaced_by},
         "consider": {str(i): t.consider for i, t in enumerate(terms) if t.consider},
     }
     return {
         "ids": np.asarray(ids, dtype=np.str_),
-        "deprecated": np.asarray([t.deprecated for t in terms], dtype=bool),
+        "deprecated": np.asarray(deprecated, dtype=bool),
         "anc_ptr": anc_ptr,
         "anc_idx": anc,
-        "anc_dist": np.asarray(anc_dist, dtype=np.int16),
+        "anc_dist": dist,
         "desc_ptr": desc_ptr,
-        "desc_idx": rows[order],
-        "meta": np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8),
+        "desc_idx": rows[by_ancestor].astype(np.int32),
+        "meta": _json_bytes(meta),
+        "labels": join_strings(labels),
+        "synonyms": _json_bytes({str(i): names for i, names in synonyms.items()}),
+        **build_tiers(labels, synonyms, deprecated),
     }
 
 
+def _json_bytes(obj: object) -> np.ndarray:
+    return np.frombuffer(json.dumps(obj, separators=(",", ":")).encode("utf-8"), dtype=np.uint8)
+
+
+def read_json_blob(arrays: Arrays, key: str) -> dict:
+    """Decode one of the JSON blobs stored beside the arrays (``meta`` or ``synonyms``)."""
+    return json.loads(arrays[key].tobytes().decode("utf-8"))
+
+
 def read_meta(arrays: Arrays) -> dict:
-    """Decode the JSON blob stored beside the arrays."""
-    return json.loads(arrays["meta"].tobytes().decode("utf-8"))
+    """Decode the small metadata blob: kind, name, version, replacements."""
+    return read_json_blob(arrays, "meta")
 
 
 # --------------------------------------------------------------------------- the cache
@@ -335,3 +352,8 @@ def build_raw(kind: OntologyKind, source: Path | None = None) -> RawOntology:
     if kind == "disease":
         add_normal(raw, extra[0])
     return raw
+
+
+def read_labels(arrays: Arrays) -> list[str]:
+    """Labels, in term order."""
+    return split_strings(arrays["labels"])

@@ -23,7 +23,7 @@ from ontology._ids import (
     looks_like_id,
     split_id,
 )
-from ontology._load import Arrays, load_arrays, read_meta
+from ontology._load import Arrays, load_arrays, read_json_blob, read_labels, read_meta
 from ontology._names import NameIndex
 from ontology.errors import (
     AmbiguousTermError,
@@ -64,8 +64,9 @@ class Ontology:
         self._anc_dist: np.ndarray = arrays["anc_dist"]
         self._desc_ptr: np.ndarray = arrays["desc_ptr"]
         self._desc_idx: np.ndarray = arrays["desc_idx"]
-        self._labels: list[str] = meta["labels"]
-        self._synonyms: dict[int, list[str]] = {int(k): v for k, v in meta["synonyms"].items()}
+        self._labels: list[str] = read_labels(arrays)
+        self._arrays = arrays  # kept for the lazily decoded name index and synonyms
+        self._synonyms_map: dict[int, list[str]] | None = None
         self._replaced_by: dict[int, str] = {int(k): v for k, v in meta["replaced_by"].items()}
         self._consider: dict[int, list[str]] = {int(k): v for k, v in meta["consider"].items()}
         self._names: NameIndex | None = None
@@ -159,17 +160,21 @@ class Ontology:
 
     def synonyms(self, term_id: str) -> tuple[str, ...]:
         """The term's exact and related synonyms as the source lists them."""
-        return tuple(self._synonyms.get(self._idx(term_id), ()))
+        i = self._idx(term_id)
+        if self._synonyms_map is None:
+            blob = read_json_blob(self._arrays, "synonyms")
+            self._synonyms_map = {int(k): v for k, v in blob.items()}
+        return tuple(self._synonyms_map.get(i, ()))
 
     # ------------------------------------------------------------------ resolve
 
     @property
     def names(self) -> NameIndex:
-        """The label/synonym index, built on first use (about 0.1 s for MONDO)."""
+        """The label/synonym index, decoded from the cache on first use (tens of ms for MONDO)."""
         if self._names is None:
             with self._names_lock:
                 if self._names is None:
-                    self._names = NameIndex(self._labels, self._synonyms, self._deprecated)
+                    self._names = NameIndex(self._arrays)
         return self._names
 
     def resolve(self, text: str) -> str:
