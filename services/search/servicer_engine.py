@@ -18,6 +18,7 @@ from services.search.status import NotFoundError, PreconditionError
 def build_filter(msg: pb.Filter | None, query_studies: Sequence[str] = ()) -> Any:
     """The store filter for a request's ``Filter`` (None when it constrains nothing)."""
     from services.search.filters import FilterSpec
+    from services.search.filters import build_filter as plan_filter
 
     if msg is None:
         return None
@@ -25,13 +26,18 @@ def build_filter(msg: pb.Filter | None, query_studies: Sequence[str] = ()) -> An
         cell_types=tuple(msg.cell_types),
         tissues=tuple(msg.tissues),
         diseases=tuple(msg.diseases),
+        exclude_cell_types=tuple(msg.exclude_cell_types),
+        exclude_tissues=tuple(msg.exclude_tissues),
+        exclude_diseases=tuple(msg.exclude_diseases),
         studies=tuple(msg.studies),
         exclude_studies=tuple(msg.exclude_studies),
+        datasets=tuple(msg.datasets),
         donors=tuple(msg.donors),
-        exclude_query_studies=msg.exclude_query_studies,
+        assays=tuple(msg.assays),
         include_descendants=not msg.exact_terms,
+        exclude_query_studies=msg.exclude_query_studies,
     )
-    return spec.to_search_filter(query_studies=tuple(query_studies))
+    return plan_filter(spec, query_studies=tuple(query_studies))
 
 
 def stored_vectors(store: Any, refs: Sequence[Any]) -> tuple[np.ndarray, list[Any]]:

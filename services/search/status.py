@@ -73,31 +73,16 @@ def _table() -> list[tuple[type[BaseException], grpc.StatusCode]]:
 
 def _search_core_table() -> list[tuple[type[BaseException], grpc.StatusCode]]:
     """Codes for the search core's domain exceptions (``services/search/errors.py``)."""
-    try:
-        from services.search import errors
-    except ModuleNotFoundError:  # the search core not installed alongside: no extra codes
-        return []
+    from services.search import errors
 
-    out: list[tuple[type[BaseException], grpc.StatusCode]] = []
-    for name, code in _SEARCH_CORE_CODES.items():
-        cls = getattr(errors, name, None)
-        if isinstance(cls, type) and issubclass(cls, BaseException):
-            out.append((cls, code))
-    return out
+    return [
+        (errors.KTooLargeError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+        (errors.TooManyQueryCellsError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+        (errors.UnknownCellError, grpc.StatusCode.NOT_FOUND),
+        (errors.EmptyReferenceError, grpc.StatusCode.FAILED_PRECONDITION),
+        (errors.InvalidQueryError, grpc.StatusCode.INVALID_ARGUMENT),
+    ]
 
-
-#: Search-core exception class name -> code. Named, not imported one by one, so a class
-#: the core renames shows up as a failing test rather than an import error at start-up.
-_SEARCH_CORE_CODES: dict[str, grpc.StatusCode] = {
-    "KTooLargeError": grpc.StatusCode.RESOURCE_EXHAUSTED,
-    "QueryTooLargeError": grpc.StatusCode.RESOURCE_EXHAUSTED,
-    "CellsNotFoundError": grpc.StatusCode.NOT_FOUND,
-    "UnknownCellError": grpc.StatusCode.NOT_FOUND,
-    "EmptyAtlasError": grpc.StatusCode.FAILED_PRECONDITION,
-    "EmptyReferenceError": grpc.StatusCode.FAILED_PRECONDITION,
-    "NoLabelledReferenceError": grpc.StatusCode.FAILED_PRECONDITION,
-    "StoreUnavailableError": grpc.StatusCode.UNAVAILABLE,
-}
 
 _HINTS: dict[grpc.StatusCode, str] = {
     grpc.StatusCode.UNAVAILABLE: " (a backing service is down; retry with backoff)",
