@@ -1,0 +1,63 @@
+"""``python -m workers``: run an ingestion worker with settings from CELLSEARCH_* variables."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+
+from workers.app import DEFAULT_VISIBILITY_TIMEOUT_S
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    """The worker's options (``cellsearch worker`` reuses them)."""
+    parser = parser or argparse.ArgumentParser(prog="python -m workers", description=__doc__)
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="jobs run at once (default: one per GPU with a Qdrant server, else 1)",
+    )
+    parser.add_argument(
+        "--pool",
+        choices=("threads", "prefork", "solo"),
+        default=None,
+        help="prefork needs a Qdrant server (an embedded store is owned by one process)",
+    )
+    parser.add_argument(
+        "--queues", default="ingest,default", help="comma-separated queues to consume"
+    )
+    parser.add_argument(
+        "--visibility-timeout",
+        type=float,
+        default=DEFAULT_VISIBILITY_TIMEOUT_S,
+        help="seconds before Redis redelivers a job whose worker died",
+    )
+    parser.add_argument("--loglevel", default="INFO")
+    parser.add_argument("--hostname", default=None)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_from_args(args)
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    from cellsearch.settings import get_settings
+    from workers.runtime import run_worker
+
+    logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(name)s %(message)s")
+    return run_worker(
+        get_settings(),
+        concurrency=args.concurrency,
+        pool=args.pool,
+        queues=[q for q in args.queues.split(",") if q],
+        visibility_timeout_s=args.visibility_timeout,
+        loglevel=args.loglevel,
+        hostname=args.hostname,
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,83 @@
+"""The Celery application, built from :class:`~cellsearch.settings.Settings`.
+
+Redis is broker and result backend. Ingestion tasks are idempotent (deterministic point
+ids, resumable progress), which is what makes ``acks_late`` safe: a message is acknowledged
+only after its task returns, so a worker killed mid-job leaves the message unacknowledged
+and Redis hands it to another worker once ``visibility_timeout`` has passed.
+``prefetch_multiplier=1`` keeps a busy worker from sitting on jobs that an idle one could run.
+
+``celery -A workers.app worker`` uses the module-level :data:`app` (settings from the
+environment); ``cellsearch worker`` and the embedded mode build their own with
+:func:`make_celery`.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Queue
+
+from cellsearch.jobs import DEFAULT_QUEUE, INGEST_QUEUE, INGEST_TASK
+from cellsearch.settings import Settings, get_settings
+from workers.tasks import DELETE_TASK, register_tasks
+
+#: Seconds an unacknowledged message stays invisible before Redis redelivers it. A job killed
+#: with its worker is retried after this long; a job *running* longer than this is handed to a
+#: second worker too (harmless: both write the same points, the first to finish wins), so it
+#: should exceed a typical job. Tests pass a few seconds.
+DEFAULT_VISIBILITY_TIMEOUT_S = 3600.0
+DEFAULT_SOFT_TIME_LIMIT_S = 6 * 3600.0
+DEFAULT_TIME_LIMIT_S = DEFAULT_SOFT_TIME_LIMIT_S + 300.0
+
+
+def make_celery(
+    settings: Settings,
+    *,
+    visibility_timeout_s: float = DEFAULT_VISIBILITY_TIMEOUT_S,
+    soft_time_limit_s: float = DEFAULT_SOFT_TIME_LIMIT_S,
+    time_limit_s: float = DEFAULT_TIME_LIMIT_S,
+    name: str = "cellsearch",
+) -> Celery:
+    """A Celery app on ``settings.redis_url`` with the ingestion task registered."""
+    app = Celery(name, broker=settings.redis_url, backend=settings.redis_url, set_as_current=False)
+    transport = {
+        "visibility_timeout": visibility_timeout_s,
+        # Every live worker sweeps for messages unacked longer than the timeout this often
+        # (kombu's default sweep is every 100 s; a short timeout wants a short sweep).
+        "unacked_restore_interval": max(1, min(30, int(visibility_timeout_s // 4))),
+        "unacked_restore_throttle": 1,
+        "unacked_restore_limit": 100,
+    }
+    app.conf.update(
+        task_queues=(Queue(INGEST_QUEUE), Queue(DEFAULT_QUEUE)),
+        task_default_queue=DEFAULT_QUEUE,
+        task_routes={
+            INGEST_TASK: {"queue": INGEST_QUEUE},
+            DELETE_TASK: {"queue": DEFAULT_QUEUE},
+        },
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_soft_time_limit=soft_time_limit_s,
+        task_time_limit=time_limit_s,
+        task_track_started=True,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_expires=7 * 24 * 3600,
+        broker_transport_options=transport,
+        result_backend_transport_options=transport,
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+    )
+    app.conf.cellsearch_settings = settings
+    register_tasks(app)
+    return app
+
+
+def _default_app() -> Celery:
+    return make_celery(get_settings())
+
+
+app = _default_app()
+"""The app ``celery -A workers.app`` finds; settings come from CELLSEARCH_* variables."""

@@ -1,0 +1,463 @@
+"""The ingestion pipeline as plain functions: check path → validate → per chunk: read, embed,
+build payloads, upsert, record progress → register the dataset.
+
+Every dependency (job records, the store, the encoder) is passed in, so the Celery task, the
+in-process runner of the embedded mode and the unit tests all run this same code.
+
+Guarantees:
+
+* **A bad input writes nothing.** The path check and the whole-file validation run before the
+  first upsert; a refused job ends FAILED with the error's message and code.
+* **A failed or cancelled job leaves the store as it was.** A dataset id belongs to one job
+  (a second ingestion of a registered id is refused), so on a permanent failure or a cancel
+  the pipeline deletes every point of that dataset id: exactly what this job wrote.
+* **A crash is resumable.** Point ids are deterministic (uuid5 of dataset and cell id) and
+  ``cells_done`` is recorded only after a chunk's upsert returned, so a redelivered job
+  resumes at ``cells_done`` and re-upserting any overlap overwrites instead of duplicating.
+  Transient outages (store or Redis unreachable) are re-raised untouched for the task to
+  retry; the job keeps its progress.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from cellsearch.jobs import DatasetEntry, DatasetNotFoundError, Job, JobState, JobStore
+from vectorstore import CellRecord, CellStore
+from workers.errors import DatasetExistsError, IngestionRefusedError, is_transient
+from workers.paths import check_path
+
+#: obs column (CELLxGENE schema name) feeding each payload field, in order of preference.
+OBS_COLUMNS: dict[str, tuple[str, ...]] = {
+    "study_id": ("study_id",),
+    "donor_id": ("donor_id",),
+    "sample_id": ("sample_id",),
+    "cell_type_id": ("cell_type_ontology_term_id",),
+    "tissue_id": ("tissue_ontology_term_id",),
+    "disease_id": ("disease_ontology_term_id",),
+    "assay": ("assay_ontology_term_id", "assay"),
+}
+#: Payload fields holding an ontology term, and the list field that gets its ancestors.
+TERM_FIELDS: dict[str, str] = {
+    "cell_type_id": "cell_type_ancestors",
+    "tissue_id": "tissue_ancestors",
+    "disease_id": "disease_ancestors",
+}
+#: Job metadata key that allows a job to overwrite an already registered dataset (re-embedding).
+REEMBED_KEY = "reembed_of_model"
+
+STAGES = ("validate", "read", "normalise", "embed", "payload", "upsert", "index")
+
+
+class Encoder(Protocol):
+    """What the pipeline needs of ``encoder.CellEncoder``."""
+
+    @property
+    def genes(self) -> Sequence[str]: ...
+
+    @property
+    def model_version(self) -> str: ...
+
+    def embed(self, x: sp.csr_matrix, *, gene_names: Sequence[str], batch_size: int) -> np.ndarray:
+        """Raw counts (cells x file genes) -> unit vectors (cells x 128)."""
+        ...
+
+
+@dataclass(frozen=True)
+class ValidationSummary:
+    """What the pipeline keeps from the datasets package's validation report."""
+
+    n_cells: int
+    genes_matched: int
+    genes_total: int
+
+
+#: ``validate(path, vocabulary) -> ValidationSummary``; raises a ``DataValidationError``.
+Validator = Callable[[Path, Sequence[str]], ValidationSummary]
+#: ``read_chunks(path, chunk_size, start) -> iterator of celldata.read.CellChunk``.
+ChunkReader = Callable[[Path, int, int], Iterable[Any]]
+#: ``ancestors(term_id) -> the term and its ancestors``.
+AncestorFn = Callable[[str], Iterable[str]]
+
+
+@dataclass
+class IngestOptions:
+    """Knobs of one ingestion run (from Settings in the worker; plain values in tests)."""
+
+    allowed_roots: Sequence[Path]
+    chunk_cells: int = 8192
+    embed_batch_size: int = 4096
+    min_gene_overlap: float = 0.5
+    optimize: bool = True
+    validator: Validator | None = None
+    reader: ChunkReader | None = None
+    ancestors: AncestorFn | None = None
+    on_progress: Callable[[Job], None] | None = None
+    clock: Callable[[], float] = time.perf_counter
+
+
+@dataclass
+class _Timer:
+    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    clock: Callable[[], float] = time.perf_counter
+
+    def add(self, stage: str, since: float) -> float:
+        now = self.clock()
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + (now - since)
+        return now
+
+    def rounded(self) -> dict[str, float]:
+        return {k: round(v, 4) for k, v in self.seconds.items()}
+
+
+# ------------------------------------------------------------------------------ defaults
+
+
+def default_validator(min_gene_overlap: float) -> Validator:
+    """The datasets package's full validation (raw counts, overlap, ontology terms, unique ids)."""
+
+    def validate(path: Path, vocabulary: Sequence[str]) -> ValidationSummary:
+        from celldata.validate import validate_dataset
+
+        report = validate_dataset(path, vocabulary=vocabulary, min_gene_overlap=min_gene_overlap)
+        return summarise_report(report)
+
+    return validate
+
+
+def summarise_report(report: Any) -> ValidationSummary:
+    """Pick cell and gene counts out of a ``celldata.validate.ValidationReport``."""
+    n_cells = int(_first_attr(report, ("n_cells", "n_obs"), 0))
+    matched = int(_first_attr(report, ("genes_matched", "n_genes_matched", "gene_overlap"), 0))
+    total = int(_first_attr(report, ("genes_total", "n_genes"), 0))
+    return ValidationSummary(n_cells=n_cells, genes_matched=matched, genes_total=total)
+
+
+def _first_attr(obj: Any, names: Sequence[str], default: Any) -> Any:
+    for name in names:
+        value = getattr(obj, name, None)
+        if value is not None and not callable(value):
+            return value
+    return default
+
+
+def default_reader(path: Path, chunk_size: int, start: int) -> Iterable[Any]:
+    from celldata.read import iter_chunks
+
+    return iter_chunks(path, chunk_size=chunk_size, start=start)
+
+
+def default_ancestors(term_id: str) -> Iterable[str]:
+    import ontology
+
+    return ontology.ancestors(term_id, include_self=True)
+
+
+# ------------------------------------------------------------------------------ payloads
+
+
+class PayloadBuilder:
+    """Payload dicts for a chunk's cells, with ancestor lists computed once per distinct term."""
+
+    def __init__(self, job: Job, *, model_version: str, ancestors: AncestorFn) -> None:
+        self._job = job
+        self._model_version = model_version
+        self._ancestors = ancestors
+        self._cache: dict[str, list[str]] = {"": []}
+
+    def ancestors_of(self, term_id: str) -> list[str]:
+        cached = self._cache.get(term_id)
+        if cached is None:
+            cached = self._cache[term_id] = sorted(self._ancestors(term_id))
+        return cached
+
+    def column(self, obs: pd.DataFrame, name: str) -> np.ndarray:
+        """Values of payload field ``name`` for every cell (obs column, else job metadata)."""
+        n = len(obs)
+        if name == "study_id" and self._job.study_id:
+            return np.full(n, self._job.study_id, dtype=object)
+        for col in OBS_COLUMNS[name]:
+            if col in obs.columns:
+                values = obs[col].astype(str).to_numpy(dtype=object)
+                return np.where(pd.isna(obs[col]).to_numpy(), "", values)
+        for col in (*OBS_COLUMNS[name], name):
+            if col in self._job.metadata:
+                return np.full(n, self._job.metadata[col], dtype=object)
+        return np.full(n, "", dtype=object)
+
+    def records(self, obs: pd.DataFrame, vectors: np.ndarray) -> list[CellRecord]:
+        dataset_id = self._job.dataset_id
+        cell_ids = obs.index.astype(str).to_numpy(dtype=object)
+        columns = {name: self.column(obs, name) for name in OBS_COLUMNS}
+        lists = {
+            TERM_FIELDS[name]: [self.ancestors_of(t) for t in columns[name]] for name in TERM_FIELDS
+        }
+        out: list[CellRecord] = []
+        for i, cell_id in enumerate(cell_ids):
+            payload: dict[str, str | list[str]] = {n: str(v[i]) for n, v in columns.items()}
+            for list_field, values in lists.items():
+                payload[list_field] = values[i]
+            payload["model_version"] = self._model_version
+            out.append(CellRecord(dataset_id, str(cell_id), vectors[i], payload))
+        return out
+
+
+# ------------------------------------------------------------------------------ embedding
+
+
+def embed_chunk(
+    encoder: Encoder, x: sp.csr_matrix, gene_names: Sequence[str], batch_size: int, timer: _Timer
+) -> np.ndarray:
+    """Align + normalise, then embed, timing the two apart when the encoder exposes them."""
+    start = timer.clock()
+    prepare = getattr(encoder, "prepare", None)
+    embed_prepared = getattr(encoder, "embed_prepared", None)
+    if callable(prepare) and callable(embed_prepared):
+        ready = prepare(x, gene_names=gene_names)
+        start = timer.add("normalise", start)
+        vectors = embed_prepared(ready, batch_size=batch_size)
+    else:
+        vectors = encoder.embed(x, gene_names=gene_names, batch_size=batch_size)
+    timer.add("embed", start)
+    return np.asarray(vectors, dtype=np.float32)
+
+
+# ------------------------------------------------------------------------------ the job
+
+
+def ingest(
+    job_id: str, *, jobs: JobStore, store: CellStore, encoder: Encoder, options: IngestOptions
+) -> Job:
+    """Run ingestion job ``job_id`` to a terminal state (or re-raise a transient outage).
+
+    Idempotent: a job already in a terminal state is returned untouched, and a job that
+    was interrupted resumes at its recorded ``cells_done``.
+    """
+    job = jobs.get(job_id)
+    if job.state.terminal:
+        return job
+    if job.cancel_requested:
+        return _cancel(job, jobs=jobs, store=store)
+    job = jobs.update(job_id, state=JobState.VALIDATING, attempts=job.attempts + 1, error="")
+    timer = _Timer(clock=options.clock)
+    timer.seconds.update({k: v for k, v in job.stage_seconds.items() if k in timer.seconds})
+    try:
+        return _run(job, jobs=jobs, store=store, encoder=encoder, options=options, timer=timer)
+    except IngestionRefusedError as exc:
+        return _fail(job, exc, code=exc.code, jobs=jobs, store=store, timer=timer)
+    except Exception as exc:
+        if is_transient(exc):
+            jobs.update(job_id, error=f"retrying after a transient error: {exc}")
+            raise
+        code = getattr(exc, "code", None)
+        if isinstance(exc, ValueError) and isinstance(code, str):  # DataValidationError
+            return _fail(job, exc, code=code, jobs=jobs, store=store, timer=timer)
+        return _fail(job, exc, code="internal", jobs=jobs, store=store, timer=timer)
+
+
+def _run(
+    job: Job,
+    *,
+    jobs: JobStore,
+    store: CellStore,
+    encoder: Encoder,
+    options: IngestOptions,
+    timer: _Timer,
+) -> Job:
+    path = check_path(job.path, options.allowed_roots)
+    _check_dataset_free(job, jobs)
+    validate = options.validator or default_validator(options.min_gene_overlap)
+    started = timer.clock()
+    summary = validate(path, list(encoder.genes))
+    timer.add("validate", started)
+    job = jobs.update(
+        job.job_id,
+        state=JobState.EMBEDDING,
+        cells_total=summary.n_cells,
+        stage_seconds=timer.rounded(),
+    )
+    read = options.reader or default_reader
+    payloads = PayloadBuilder(
+        job,
+        model_version=encoder.model_version,
+        ancestors=options.ancestors or default_ancestors,
+    )
+    resume_at = min(job.cells_done, summary.n_cells)
+    chunks = iter(read(path, options.chunk_cells, resume_at))
+    while True:
+        started = timer.clock()
+        chunk = next(chunks, None)
+        timer.add("read", started)
+        if chunk is None:
+            break
+        if jobs.get(job.job_id).cancel_requested:
+            return _cancel(job, jobs=jobs, store=store)
+        vectors = embed_chunk(
+            encoder, chunk.X, list(chunk.var_names), options.embed_batch_size, timer
+        )
+        started = timer.clock()
+        records = payloads.records(chunk.obs, vectors)
+        started = timer.add("payload", started)
+        store.upsert(records)
+        timer.add("upsert", started)
+        job = jobs.update(
+            job.job_id,
+            cells_done=chunk.start + chunk.n_cells,
+            stage_seconds=timer.rounded(),
+        )
+        if options.on_progress is not None:
+            options.on_progress(job)
+    if jobs.get(job.job_id).cancel_requested:
+        return _cancel(job, jobs=jobs, store=store)
+    job = jobs.update(job.job_id, state=JobState.UPSERTING, stage_seconds=timer.rounded())
+    if options.optimize:
+        started = timer.clock()
+        store.optimize()
+        timer.add("index", started)
+    jobs.register_dataset(
+        DatasetEntry(
+            dataset_id=job.dataset_id,
+            study_id=job.study_id,
+            path=str(path),
+            n_cells=summary.n_cells,
+            genes_matched=summary.genes_matched,
+            genes_total=summary.genes_total,
+            model_version=encoder.model_version,
+            job_id=job.job_id,
+            metadata=dict(job.metadata),
+            ingested_at=time.time(),
+        )
+    )
+    return jobs.update(
+        job.job_id,
+        state=JobState.SUCCEEDED,
+        cells_done=summary.n_cells,
+        stage_seconds=timer.rounded(),
+        error="",
+    )
+
+
+def _check_dataset_free(job: Job, jobs: JobStore) -> None:
+    """A dataset id belongs to one job, so that discarding it on failure discards only ours."""
+    try:
+        entry = jobs.get_dataset(job.dataset_id)
+    except DatasetNotFoundError:
+        return
+    if entry.job_id == job.job_id or REEMBED_KEY in job.metadata:
+        return
+    msg = (
+        f"dataset {job.dataset_id!r} is already in the atlas (ingested by job {entry.job_id}); "
+        "choose another dataset id, delete the dataset first, or re-embed it"
+    )
+    raise DatasetExistsError(msg)
+
+
+def _owns_dataset(job: Job, jobs: JobStore) -> bool:
+    """True when the points under ``job.dataset_id`` can only have been written by ``job``."""
+    try:
+        entry = jobs.get_dataset(job.dataset_id)
+    except DatasetNotFoundError:
+        return True
+    return entry.job_id == job.job_id and REEMBED_KEY not in job.metadata
+
+
+def _discard(job: Job, *, jobs: JobStore, store: CellStore) -> None:
+    if _owns_dataset(job, jobs):
+        store.delete_dataset(job.dataset_id)
+
+
+def _fail(
+    job: Job, exc: BaseException, *, code: str, jobs: JobStore, store: CellStore, timer: _Timer
+) -> Job:
+    if not isinstance(exc, DatasetExistsError):
+        _discard(job, jobs=jobs, store=store)
+    message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    return jobs.update(
+        job.job_id,
+        state=JobState.FAILED,
+        error=message,
+        error_code=code,
+        stage_seconds=timer.rounded(),
+    )
+
+
+def _cancel(job: Job, *, jobs: JobStore, store: CellStore) -> Job:
+    _discard(job, jobs=jobs, store=store)
+    return jobs.update(job.job_id, state=JobState.CANCELLED, error="cancelled on request")
+
+
+def fail_job(
+    job_id: str, message: str, *, code: str, jobs: JobStore, store: CellStore | None
+) -> Job:
+    """Mark a job FAILED from outside the pipeline (retries exhausted), discarding its points."""
+    job = jobs.get(job_id)
+    if job.state.terminal:
+        return job
+    if store is not None:
+        _discard(job, jobs=jobs, store=store)
+    return jobs.update(job_id, state=JobState.FAILED, error=message, error_code=code)
+
+
+# ------------------------------------------------------------------------------ datasets
+
+
+def delete_dataset(dataset_id: str, *, jobs: JobStore, store: CellStore) -> int:
+    """Remove a dataset's points and its registry entry; returns how many points went.
+
+    Points go first: a crash between the two leaves a registry entry whose delete can be
+    repeated, never points that nothing lists.
+    """
+    jobs.get_dataset(dataset_id)  # DatasetNotFoundError for an unknown id
+    removed = store.delete_dataset(dataset_id)
+    jobs.remove_dataset(dataset_id)
+    return removed
+
+
+def submit_reembed(dataset_id: str, *, jobs: JobStore, model_version: str) -> Job:
+    """A job that re-embeds a registered dataset from its file with the current model.
+
+    Points keep their ids and are overwritten in place; each carries ``model_version``, so a
+    re-embed interrupted part-way is visible per point and resumes where it stopped. Enqueue
+    the returned job like any ingestion job.
+    """
+    entry = jobs.get_dataset(dataset_id)
+    metadata = {**entry.metadata, REEMBED_KEY: entry.model_version, "model_version": model_version}
+    return jobs.create(
+        path=entry.path, study_id=entry.study_id, dataset_id=dataset_id, metadata=metadata
+    )
+
+
+def needs_reembed(jobs: JobStore, model_version: str) -> list[str]:
+    """Dataset ids embedded by a model other than ``model_version``."""
+    return [d.dataset_id for d in jobs.list_datasets() if d.model_version != model_version]
+
+
+def reembed_dataset(
+    dataset_id: str,
+    *,
+    jobs: JobStore,
+    store: CellStore,
+    encoder: Encoder,
+    options: IngestOptions,
+) -> Job:
+    """Re-embed ``dataset_id`` in this process (the embedded mode without Redis)."""
+    job = submit_reembed(dataset_id, jobs=jobs, model_version=encoder.model_version)
+    return ingest(job.job_id, jobs=jobs, store=store, encoder=encoder, options=options)
+
+
+def job_summary(job: Job) -> Mapping[str, Any]:
+    """A small dict for logs and Celery task state."""
+    return {
+        "job_id": job.job_id,
+        "state": str(job.state),
+        "cells_done": job.cells_done,
+        "cells_total": job.cells_total,
+    }

@@ -1,0 +1,106 @@
+"""Thin Celery tasks: they take ids, find this process's resources and call the pipeline.
+
+All the work (and all the guarantees) live in :mod:`workers.pipeline`; a task only adds
+what needs Celery: task-state progress, and retries with exponential backoff for transient
+outages (store or Redis unreachable). Permanent failures (a bad path or file) are settled
+inside the pipeline as a FAILED job and never retried. Tasks are registered by name
+(:data:`cellsearch.jobs.INGEST_TASK`) so the service enqueues them without importing us.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import TYPE_CHECKING, Any
+
+from cellsearch.jobs import INGEST_TASK, Job, JobNotFoundError
+from workers import pipeline
+from workers.errors import is_transient
+
+if TYPE_CHECKING:
+    from celery import Celery, Task
+
+log = logging.getLogger(__name__)
+
+DELETE_TASK = "cellsearch.delete_dataset"
+"""Celery task name that deletes a dataset (points and registry entry) where the store lives."""
+
+
+MAX_RETRIES = 8
+RETRY_BASE_S = 2.0
+RETRY_MAX_S = 300.0
+
+
+def retry_countdown(
+    retries: int, *, base_s: float = RETRY_BASE_S, max_s: float = RETRY_MAX_S
+) -> float:
+    """Exponential backoff with full jitter: 2 s, 4 s, 8 s ... capped, so retries spread out."""
+    return random.uniform(0.5, 1.0) * min(max_s, base_s * 2**retries)
+
+
+def run_ingest(task: Task, job_id: str) -> dict[str, Any]:
+    """Body of the ingestion task (a plain function so its retry logic is easy to read)."""
+    from workers.runtime import resources_for
+
+    resources = None
+    try:
+        resources = resources_for(task.app)
+
+        def report(job: Job) -> None:
+            if task.request.id:  # update_state needs a real task id (not an eager call)
+                task.update_state(state="PROGRESS", meta=pipeline.job_summary(job))
+
+        job = pipeline.ingest(
+            job_id,
+            jobs=resources.jobs,
+            store=resources.store,
+            encoder=resources.encoder,
+            options=resources.options(on_progress=report),
+        )
+    except JobNotFoundError:
+        log.warning("ingestion job %s is unknown (expired or never created); dropping it", job_id)
+        return {"job_id": job_id, "state": "MISSING"}
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
+        retries = task.request.retries or 0
+        if retries >= MAX_RETRIES:
+            message = f"gave up after {retries} retries; last transient error: {exc}"
+            if resources is not None:
+                pipeline.fail_job(
+                    job_id, message, code="unavailable", jobs=resources.jobs, store=resources.store
+                )
+            raise
+        countdown = retry_countdown(retries)
+        log.warning(
+            "job %s: transient error (%s); retry %d in %.0f s", job_id, exc, retries + 1, countdown
+        )
+        raise task.retry(exc=exc, countdown=countdown, max_retries=MAX_RETRIES) from exc
+    return dict(pipeline.job_summary(job))
+
+
+def run_delete(task: Task, dataset_id: str) -> dict[str, Any]:
+    from workers.runtime import resources_for
+
+    resources = resources_for(task.app)
+    removed = pipeline.delete_dataset(dataset_id, jobs=resources.jobs, store=resources.store)
+    return {"dataset_id": dataset_id, "removed": removed}
+
+
+def register_tasks(app: Celery) -> None:
+    """Register the ingestion and delete tasks on ``app`` under their public names."""
+
+    @app.task(
+        name=INGEST_TASK,
+        bind=True,
+        shared=False,
+        acks_late=True,
+        reject_on_worker_lost=True,
+        max_retries=MAX_RETRIES,
+    )
+    def ingest_dataset(self: Task, job_id: str) -> dict[str, Any]:
+        return run_ingest(self, job_id)
+
+    @app.task(name=DELETE_TASK, bind=True, shared=False, acks_late=True)
+    def delete_dataset(self: Task, dataset_id: str) -> dict[str, Any]:
+        return run_delete(self, dataset_id)
