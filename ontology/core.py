@@ -266,7 +266,10 @@ class Ontology:
         ia, ib = self._live(a), self._live(b)
         if ia == ib:
             return True
-        return bool(np.any(self._ancestor_rows(ia) == ib) or np.any(self._ancestor_rows(ib) == ia))
+        ids = self._ids
+        return ids[ib] in self._closure(ia, up=True, include_self=False) or ids[ia] in (
+            self._closure(ib, up=True, include_self=False)
+        )
 
     def lowest_common_ancestor(self, term_ids: Iterable[str]) -> str | None:
         """The most specific term that is (or is an ancestor of) every given term; None if none.
