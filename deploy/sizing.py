@@ -60,7 +60,10 @@ RECORDED = Inputs(
         "ESTIMATE: float32 originals 512 + int8 132 + links 136 + payload 600 + indexes 150",
     ),
     ingest_cells_per_s_per_gpu=Figure(
-        20_000, "cells/s", "ESTIMATE: read+normalise bound, pending benchmarks/bench_ingest.py"
+        16_060,
+        "cells/s",
+        "deploy/measure_worker_gpu.py embed_raw_cuda, H200 + 16 cores: embedding stage only, "
+        "an upper bound until benchmarks/bench_ingest.py measures end to end",
     ),
     upsert_cells_per_s_per_node=Figure(
         20_000, "cells/s", "ESTIMATE: pending benchmarks/bench_vectorstore.py upsert rate"

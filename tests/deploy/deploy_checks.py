@@ -82,6 +82,17 @@ def env_problems(doc: dict[str, Any], settings_fields: set[str]) -> list[str]:
     return problems
 
 
+_INTERPOLATION = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
+
+
+def interpolate(value: str) -> str:
+    """A value as Compose runs it with no variables set: ``${VAR:-default}`` -> default.
+
+    ``${VAR}`` without a default becomes the empty string, as Compose does (with a warning).
+    """
+    return _INTERPOLATION.sub(lambda m: m.group(2) or "", value).replace("$$", "$")
+
+
 def command_problems(doc: dict[str, Any], parser: argparse.ArgumentParser) -> list[str]:
     """Commands of our services that the ``cellsearch`` CLI would refuse."""
     problems = []
@@ -96,7 +107,7 @@ def command_problems(doc: dict[str, Any], parser: argparse.ArgumentParser) -> li
         stderr = io.StringIO()
         try:
             with contextlib.redirect_stderr(stderr):
-                parser.parse_args(command[1:])
+                parser.parse_args([interpolate(str(word)) for word in command[1:]])
         except SystemExit:
             reason = stderr.getvalue().strip().splitlines()[-1:] or ["rejected"]
             problems.append(f"{name}: `{' '.join(command)}` is refused by the CLI: {reason[0]}")

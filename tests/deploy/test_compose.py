@@ -25,6 +25,7 @@ from deploy_checks import (
     dependency_problems,
     env_problems,
     environment,
+    interpolate,
     load_compose,
     schema_errors,
 )
@@ -175,6 +176,27 @@ def test_schema_rejects_a_broken_compose_file(broken, breakage, expected):
     errors = schema_errors(broken)
     assert errors, "the schema accepted a broken compose file"
     assert any(expected in e for e in errors), errors
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("${WORKER_CONCURRENCY:-1}", "1"),
+        ("${WORKER_CONCURRENCY-2}", "2"),
+        ("${WORKER_CONCURRENCY}", ""),
+        ("a$$b", "a$b"),
+        ("plain", "plain"),
+    ],
+)
+def test_interpolation_uses_compose_defaults(value, expected):
+    assert interpolate(value) == expected
+
+
+def test_interpolated_command_without_a_default_is_reported(broken, parser):
+    broken["services"]["worker"]["command"] = ["cellsearch", "worker", "--concurrency", "${N}"]
+    problems = command_problems(broken, parser)
+    assert len(problems) == 1
+    assert problems[0].startswith("worker: ")
 
 
 def test_unknown_setting_is_reported(broken):
