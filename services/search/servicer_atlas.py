@@ -40,7 +40,7 @@ class AtlasServicer(pb_grpc.AtlasServicer):
         if unknown:
             text = f"cannot count by {unknown}; choose among {sorted(FACETS)}"
             raise ValueError(text)
-        flt = engine.build_filter(request.filter) if request.HasField("filter") else None
+        flt = engine.store_filter(request.filter) if request.HasField("filter") else None
         top = int(request.top) or 50
         store = self.deps.store
         facets = []

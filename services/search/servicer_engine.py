@@ -2,27 +2,34 @@
 
 Every call the gRPC layer makes into query planning goes through these few functions,
 so the servicers stay decode -> call -> encode and the core can change shape behind them.
+The only state here is the annotation calibration (the reference's own neighbour
+distances), cached per reference filter and recomputed when the atlas changes size.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from cellsearch.v1 import cellsearch_pb2 as pb
-from services.search.status import NotFoundError, PreconditionError
+from services.search import annotate as core_annotate
+from services.search import query as core_query
+from services.search.errors import EmptyReferenceError
+from services.search.filters import FilterSpec, build_filter
+
+#: Reference cells sampled to calibrate the "unknown" flag (its tail quantile only).
+CALIBRATION_SAMPLE = 2000
+_SAMPLE_DIRECTIONS = 32
 
 
-def build_filter(msg: pb.Filter | None, query_studies: Sequence[str] = ()) -> Any:
-    """The store filter for a request's ``Filter`` (None when it constrains nothing)."""
-    from services.search.filters import FilterSpec
-    from services.search.filters import build_filter as plan_filter
-
+def filter_spec(msg: pb.Filter | None) -> FilterSpec | None:
+    """The search core's filter spec for a request's ``Filter``."""
     if msg is None:
         return None
-    spec = FilterSpec(
+    return FilterSpec(
         cell_types=tuple(msg.cell_types),
         tissues=tuple(msg.tissues),
         diseases=tuple(msg.diseases),
@@ -37,67 +44,107 @@ def build_filter(msg: pb.Filter | None, query_studies: Sequence[str] = ()) -> An
         include_descendants=not msg.exact_terms,
         exclude_query_studies=msg.exclude_query_studies,
     )
-    return plan_filter(spec, query_studies=tuple(query_studies))
 
 
-def stored_vectors(store: Any, refs: Sequence[Any]) -> tuple[np.ndarray, list[Any]]:
-    """The stored embeddings of referenced cells; every reference must exist."""
-    hits = store.retrieve(list(refs), with_vectors=True)
-    found = {h.cell_id for h in hits} | {(h.dataset_id, h.cell_id) for h in hits}
-    missing = [r for r in refs if r not in found]
-    if missing:
-        shown = ", ".join(map(str, missing[:5]))
-        text = (
-            f"{len(missing)} query cell(s) are not in the atlas: {shown}; check the ids "
-            "with GetCells or ListDatasets"
+def store_filter(msg: pb.Filter | None, query_studies: Sequence[str] = ()) -> Any:
+    """The store filter for a request's ``Filter`` (None when it constrains nothing)."""
+    return build_filter(filter_spec(msg), query_studies=tuple(query_studies))
+
+
+def limits_of(settings: Any) -> core_query.QueryLimits:
+    return core_query.QueryLimits(max_k=settings.max_k, max_query_cells=settings.max_query_cells)
+
+
+def search(
+    store: Any,
+    *,
+    vectors: np.ndarray | None,
+    cells: Sequence[Any],
+    k: int,
+    msg_filter: pb.Filter | None,
+    limits: core_query.QueryLimits,
+    with_vectors: bool,
+) -> list[list[Any]]:
+    spec = filter_spec(msg_filter)
+    if vectors is None:
+        return core_query.search_cells(
+            store, list(cells), k, spec, limits=limits, with_vectors=with_vectors
         )
-        raise NotFoundError(text)
-    return np.stack([np.asarray(h.vector, dtype=np.float32) for h in hits]), hits
+    return core_query.search_vectors(
+        store, vectors, k, spec, limits=limits, with_vectors=with_vectors
+    )
 
 
-def search(store: Any, vectors: np.ndarray, k: int, flt: Any, *, with_vectors: bool) -> list:
-    return store.search(vectors, k, flt, with_vectors=with_vectors)
+def search_centroid(
+    store: Any,
+    *,
+    vectors: np.ndarray | None,
+    cells: Sequence[Any],
+    k: int,
+    msg_filter: pb.Filter | None,
+    limits: core_query.QueryLimits,
+    with_vectors: bool,
+) -> core_query.CentroidResult:
+    return core_query.search_centroid(
+        store,
+        k,
+        filter_spec(msg_filter),
+        cells=list(cells),
+        vectors=vectors,
+        limits=limits,
+        coherence_k=min(k, 100),
+        with_vectors=with_vectors,
+    )
 
 
-def centroid(vectors: np.ndarray) -> tuple[np.ndarray, float]:
-    """The unit mean of unit-normalised query vectors and their mean cosine to it."""
-    mat = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-    mean = mat.mean(axis=0)
-    norm = float(np.linalg.norm(mean))
-    if norm == 0.0:
-        text = "the query cells' embeddings cancel out: their centroid has no direction"
-        raise ValueError(text)
-    unit = mean / norm
-    return unit.astype(np.float32), float((mat @ unit).mean())
+class Annotator:
+    """Annotation with a calibration cached per reference filter and atlas size."""
 
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cache: dict[tuple[str, int, int], core_annotate.Calibration] = {}
 
-def annotate(store: Any, vectors: np.ndarray, k: int, flt: Any) -> list[dict[str, Any]]:
-    """One dict per query row: cell_type_id, confidence, representation_confidence, ..."""
-    if store.count(flt) == 0:
-        text = (
-            "the reference is empty (no stored cell passes the filter): ingest labelled "
-            "cells first or widen the filter"
+    def calibration(
+        self, store: Any, reference: Any, config: core_annotate.AnnotationConfig
+    ) -> core_annotate.Calibration:
+        size = store.count(reference)
+        if size < 2:
+            text = (
+                f"the reference is empty ({size} stored cell(s) pass the filter; at least 2 "
+                "are needed): ingest labelled cells first or widen the filter"
+            )
+            raise EmptyReferenceError(text)
+        key = (repr(reference), size, config.rep_neighbours)
+        with self._lock:
+            cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        sample = _sample_refs(store, reference, min(CALIBRATION_SAMPLE, size))
+        calibration = core_annotate.calibrate(store, sample, config=config, reference=reference)
+        with self._lock:
+            self._cache[key] = calibration
+        return calibration
+
+    def annotate(
+        self, store: Any, vectors: np.ndarray, k: int, msg_filter: pb.Filter | None
+    ) -> list[core_annotate.Annotation]:
+        reference = store_filter(msg_filter)
+        config = core_annotate.AnnotationConfig(k=k, rep_neighbours=min(5, k))
+        calibration = self.calibration(store, reference, config)
+        return core_annotate.annotate(
+            store, vectors, calibration, config=config, reference=reference
         )
-        raise PreconditionError(text)
-    out = []
-    for hits in store.search(vectors, k, flt):
-        labels = [str(h.payload.get("cell_type_id", "")) for h in hits]
-        weights = np.array([max(h.score, 0.0) for h in hits]) + 1e-9
-        votes: dict[str, float] = {}
-        for lab, w in zip(labels, weights, strict=True):
-            votes[lab] = votes.get(lab, 0.0) + float(w)
-        best = max(votes, key=votes.__getitem__)
-        conf = votes[best] / float(weights.sum())
-        mean_d = float(np.mean([h.distance for h in hits]))
-        rep = float(np.clip(1.0 - mean_d / 0.5, 0.0, 1.0))
-        out.append(
-            {
-                "cell_type_id": best if rep > 0.2 else "unknown",
-                "confidence": conf,
-                "representation_confidence": rep,
-                "unknown": rep <= 0.2,
-                "fell_back_to_ancestor": False,
-                "mean_distance": mean_d,
-            }
-        )
-    return out
+
+
+def _sample_refs(store: Any, reference: Any, n: int) -> list[tuple[str, str]]:
+    """About ``n`` reference cells, gathered around random directions (the store has no
+    random sampling; spread directions reach every region of the unit sphere's used part)."""
+    rng = np.random.default_rng(0)
+    dim = int(getattr(getattr(store, "config", None), "dim", 128))
+    directions = rng.normal(size=(_SAMPLE_DIRECTIONS, dim)).astype(np.float32)
+    per = max(1, min(n, -(-n // _SAMPLE_DIRECTIONS) * 2))
+    refs: dict[tuple[str, str], None] = {}
+    for hits in store.search(directions, per, reference):
+        for h in hits:
+            refs[(h.dataset_id, h.cell_id)] = None
+    return list(refs)[:n]

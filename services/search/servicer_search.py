@@ -10,6 +10,7 @@ import numpy as np
 
 from cellsearch.v1 import cellsearch_pb2 as pb
 from cellsearch.v1 import cellsearch_pb2_grpc as pb_grpc
+from services.search import query as core_query
 from services.search import servicer_engine as engine
 from services.search.deps import ServiceDeps
 from services.search.servicer_convert import (
@@ -20,8 +21,11 @@ from services.search.servicer_convert import (
     expression_to_csr,
     hit_to_proto,
     refs_from_proto,
+    term_label,
 )
 from services.search.status import grpc_errors
+
+EMBEDDING_DIM = 128
 
 
 def _model_version(deps: ServiceDeps) -> str:
@@ -30,57 +34,64 @@ def _model_version(deps: ServiceDeps) -> str:
 
 
 class QueryCells:
-    """A request's query cells as vectors, plus the studies they come from (if stored)."""
+    """A request's query: vectors (sent or embedded here) or stored cell references."""
 
-    def __init__(self, vectors: np.ndarray, studies: tuple[str, ...] = ()) -> None:
+    def __init__(self, vectors: np.ndarray | None = None, cells: list | None = None) -> None:
         self.vectors = vectors
-        self.studies = studies
+        self.cells = cells or []
+
+    def __len__(self) -> int:
+        return len(self.cells) if self.vectors is None else int(self.vectors.shape[0])
 
 
 def decode_query(deps: ServiceDeps, request: Any) -> QueryCells:
-    """Embeddings as sent, expression profiles embedded, stored cells looked up."""
+    """Embeddings as sent, expression profiles embedded, stored cells as references."""
     which = request.WhichOneof("query")
     limit = deps.settings.max_query_cells
     if which is None:
         text = "the request has no query: set embeddings, expression or cells"
         raise ValueError(text)
     if which == "embeddings":
-        dim = int(getattr(deps.store, "config", None).dim) if hasattr(deps.store, "config") else 128
-        mat = embeddings_to_matrix(request.embeddings, dim)
+        mat = embeddings_to_matrix(request.embeddings, EMBEDDING_DIM)
         check_n_cells(mat.shape[0], limit)
-        return QueryCells(mat)
+        return QueryCells(vectors=mat)
     if which == "expression":
         check_n_cells(len(request.expression.cells), limit)
         counts, genes = expression_to_csr(request.expression)
-        return QueryCells(np.asarray(deps.encoder.embed(counts, gene_names=genes)))
+        embedded = deps.encoder.embed(counts, gene_names=genes)
+        return QueryCells(vectors=np.asarray(embedded, dtype=np.float32))
     refs = refs_from_proto(request.cells.cells)
     if not refs:
         text = "cells is empty: list at least one stored cell"
         raise ValueError(text)
     check_n_cells(len(refs), limit)
-    mat, hits = engine.stored_vectors(deps.store, refs)
-    studies = tuple(sorted({str(h.payload.get("study_id", "")) for h in hits} - {""}))
-    return QueryCells(mat, studies)
+    return QueryCells(cells=refs)
 
 
 class CellSearchServicer(pb_grpc.CellSearchServicer):
     def __init__(self, deps: ServiceDeps) -> None:
         self.deps = deps
+        self.limits = engine.limits_of(deps.settings)
+        self.annotator = engine.Annotator()
 
     @grpc_errors
     def Search(self, request: pb.SearchRequest, context: grpc.ServicerContext) -> pb.SearchReply:
         k = check_k(request.k, self.deps.settings.max_k)
         query = decode_query(self.deps, request)
-        flt = engine.build_filter(request.filter, query.studies)
         results = engine.search(
-            self.deps.store, query.vectors, k, flt, with_vectors=request.with_vectors
+            self.deps.store,
+            vectors=query.vectors,
+            cells=query.cells,
+            k=k,
+            msg_filter=request.filter if request.HasField("filter") else None,
+            limits=self.limits,
+            with_vectors=request.with_vectors,
         )
         fields = list(request.fields)
+        vec = request.with_vectors
         return pb.SearchReply(
             results=[
-                pb.QueryHits(
-                    hits=[hit_to_proto(h, fields, with_vector=request.with_vectors) for h in hits]
-                )
+                pb.QueryHits(hits=[hit_to_proto(h, fields, with_vector=vec) for h in hits])
                 for hits in results
             ],
             model_version=_model_version(self.deps),
@@ -92,16 +103,20 @@ class CellSearchServicer(pb_grpc.CellSearchServicer):
     ) -> pb.SearchCentroidReply:
         k = check_k(request.k, self.deps.settings.max_k)
         query = decode_query(self.deps, request)
-        vec, coherence = engine.centroid(query.vectors)
-        flt = engine.build_filter(request.filter, query.studies)
-        hits = engine.search(
-            self.deps.store, vec[None, :], k, flt, with_vectors=request.with_vectors
-        )[0]
+        result = engine.search_centroid(
+            self.deps.store,
+            vectors=query.vectors,
+            cells=query.cells,
+            k=k,
+            msg_filter=request.filter if request.HasField("filter") else None,
+            limits=self.limits,
+            with_vectors=request.with_vectors,
+        )
         fields = list(request.fields)
         return pb.SearchCentroidReply(
-            hits=[hit_to_proto(h, fields, with_vector=request.with_vectors) for h in hits],
-            coherence=coherence,
-            n_query_cells=query.vectors.shape[0],
+            hits=[hit_to_proto(h, fields, with_vector=request.with_vectors) for h in result.hits],
+            coherence=float(result.coherence or 0.0),
+            n_query_cells=result.n_query_cells,
             model_version=_model_version(self.deps),
         )
 
@@ -115,13 +130,21 @@ class CellSearchServicer(pb_grpc.CellSearchServicer):
                 return
             k = check_k(request.k, self.deps.settings.max_k, default=DEFAULT_ANNOTATE_K)
             query = decode_query(self.deps, request)
-            n = query.vectors.shape[0]
+            vectors = query.vectors
+            if vectors is None:
+                hits = core_query.fetch_cells(self.deps.store, query.cells)
+                vectors = np.stack([np.asarray(h.vector, dtype=np.float32) for h in hits])
+            n = vectors.shape[0]
             names = list(request.cell_names) or [str(offset + i) for i in range(n)]
             if len(names) != n:
                 text = f"cell_names lists {len(names)} names for {n} query cells"
                 raise ValueError(text)
-            flt = engine.build_filter(request.filter, query.studies)
-            rows = engine.annotate(self.deps.store, query.vectors, k, flt)
+            rows = self.annotator.annotate(
+                self.deps.store,
+                vectors,
+                k,
+                request.filter if request.HasField("filter") else None,
+            )
             yield pb.AnnotateReply(
                 annotations=[_annotation(name, row) for name, row in zip(names, rows, strict=True)],
                 model_version=_model_version(self.deps),
@@ -143,17 +166,15 @@ class CellSearchServicer(pb_grpc.CellSearchServicer):
         )
 
 
-def _annotation(name: str, row: dict[str, Any]) -> pb.Annotation:
-    from services.search.servicer_convert import term_label
-
-    term = str(row["cell_type_id"])
+def _annotation(name: str, row: Any) -> pb.Annotation:
+    term = row.label
     return pb.Annotation(
         cell_name=name,
         cell_type_id=term,
-        cell_type="unknown" if term == "unknown" else term_label(term),
-        confidence=float(row["confidence"]),
-        representation_confidence=float(row["representation_confidence"]),
-        unknown=bool(row["unknown"]),
-        fell_back_to_ancestor=bool(row.get("fell_back_to_ancestor", False)),
-        mean_distance=float(row.get("mean_distance", 0.0)),
+        cell_type=term if row.is_unknown else term_label(term),
+        confidence=float(row.confidence),
+        representation_confidence=float(row.representation),
+        unknown=bool(row.is_unknown),
+        fell_back_to_ancestor=bool(row.via_lca),
+        mean_distance=float(row.distance),
     )

@@ -66,12 +66,13 @@ def test_search_centroid_reports_coherence(server_env) -> None:
     same = [f"normal-lung-T_cell-{i}" for i in range(10)]
     mixed = [f"pbmc-T_cell-{i}" for i in range(5)] + [f"pbmc-B_cell-{i}" for i in range(5)]
     with server_env.client() as client:
-        hits, coherent = client.search_centroid(same, k=5, filter={"tissues": ["blood"]})
-        _, incoherent = client.search_centroid(mixed, k=5)
+        hits, coherent = client.search_centroid(same, k=20, filter={"tissues": ["blood"]})
+        _, incoherent = client.search_centroid(mixed, k=20)
+    assert len(hits) == 20
     assert set(hits["cell_type"]) == {"T cell"}
     assert set(hits["study_id"]) == {"pbmc"}
-    assert coherent > 0.8
-    assert incoherent < coherent - 0.15
+    assert coherent > 0.9
+    assert incoherent < 0.8
 
 
 def test_annotate_streams_batches_in_order(server_env, centers) -> None:
@@ -90,7 +91,9 @@ def test_annotate_streams_batches_in_order(server_env, centers) -> None:
     known = ann.iloc[:15]
     assert list(known["cell_type"]) == names
     assert (known["confidence"] > 0.5).all()
-    assert (known["representation_confidence"] > 0.5).all()
+    # Representation: the share of reference cells at least as far from their own
+    # neighbours; queries drawn like reference cells are typical (well above 0).
+    assert known["representation_confidence"].median() > 0.2
     assert not known["unknown"].any()
     outliers = ann.iloc[15:]
     assert outliers["unknown"].all()
