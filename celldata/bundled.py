@@ -59,7 +59,7 @@ def _read_pbmc68k() -> ad.AnnData:
     import warnings
 
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # old file layout (uns neighbors)
+        warnings.simplefilter("ignore")  # an old file layout: anndata warns about its format
         return ad.read_h5ad(pbmc68k_path())
 
 

@@ -42,8 +42,7 @@ def _gencode_file(species: str) -> Path:
 @cache
 def _table(species: str) -> pd.DataFrame:
     path = _gencode_file(species)
-    table = pd.read_csv(path, header=None, names=_GENE_TABLE_COLUMNS, dtype={"symbol": str})
-    return table
+    return pd.read_csv(path, header=None, names=_GENE_TABLE_COLUMNS, dtype={"symbol": str})
 
 
 def human_gene_table() -> pd.DataFrame:

@@ -129,7 +129,7 @@ def _decode(values: np.ndarray) -> np.ndarray:
 
 def _matrix_element(f: h5py.File, location: str) -> h5py.Group | h5py.Dataset | None:
     key = "raw/X" if location == "raw" else location
-    return f[key] if key in f else None
+    return f.get(key)
 
 
 def _element_shape(elem: h5py.Group | h5py.Dataset) -> tuple[int, int]:

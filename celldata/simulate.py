@@ -82,6 +82,10 @@ class AtlasParams:
     """each marker's share of the library (uniform in this range)."""
     study_gene_sd: float = 0.5
     """gene-wise log-scale technical effect per study (the main batch effect)."""
+    study_type_sd: float = 0.4
+    """log-scale study x cell type interaction (a type reads differently per study)."""
+    ambient: tuple[float, float] = (0.0, 0.1)
+    """per-study share of each cell's library from ambient RNA (the tissue's mean profile)."""
     donor_gene_sd: float = 0.15
     library_log_mean: tuple[float, float] = (7.3, 8.7)
     """per-study mean log library size (e^7.3 ~ 1,500 to e^8.7 ~ 6,000 UMIs)."""
@@ -219,6 +223,7 @@ def _plan_studies(n_studies: int, params: AtlasParams, rng: np.random.Generator)
                 "library_log_mean": rng.uniform(*params.library_log_mean),
                 "dispersion_scale": rng.uniform(*params.study_dispersion_scale),
                 "dropout": rng.uniform(*params.dropout),
+                "ambient": rng.uniform(*params.ambient),
                 "panel_fraction": rng.uniform(*params.panel_fraction),
                 "size_weight": rng.uniform(0.5, 1.5),
             }
@@ -316,6 +321,7 @@ class _CountSampler:
         self.seed = seed
         self.params = params
         self._profiles: dict[tuple[int, int], np.ndarray] = {}
+        self._soups: dict[int, np.ndarray] = {}
         gene_index = {g: i for i, g in enumerate(design.genes)}
         self._programs = {
             disease: (np.array([gene_index[g] for g in genes if g in gene_index]), boost, immune)
@@ -324,6 +330,15 @@ class _CountSampler:
         self._donor_study = design.donors["study"].to_numpy()
         self._lib_mean = design.studies["library_log_mean"].to_numpy()
         self._dropout = design.studies["dropout"].to_numpy()
+
+    def _soup(self, study: int) -> np.ndarray:
+        """The study's ambient RNA: its tissue's composition-weighted mean profile."""
+        if study not in self._soups:
+            d = self.d
+            comp = _composition(str(d.studies.at[study, "tissue"]), NORMAL)
+            p = comp @ np.exp(d.type_log_profiles) * d.study_gene_scale[study]
+            self._soups[study] = p / p.sum()
+        return self._soups[study]
 
     def _profile(self, donor: int, type_index: int) -> np.ndarray:
         key = (donor, type_index)
@@ -336,7 +351,14 @@ class _CountSampler:
             spec: CellTypeSpec = ATLAS_CELL_TYPES[type_index]
             if program is not None and len(program[0]) and (spec.immune or not program[2]):
                 logp[program[0]] += program[1]
-            p = np.exp(logp) * d.study_gene_scale[study] * d.donor_gene_scale[donor]
+            # study x type interaction: the same type reads differently in each study
+            interaction = np.random.default_rng([self.seed, 2, study, type_index]).normal(
+                0.0, self.params.study_type_sd, len(logp)
+            )
+            p = np.exp(logp + interaction) * d.study_gene_scale[study] * d.donor_gene_scale[donor]
+            p /= p.sum()
+            ambient = float(d.studies.at[study, "ambient"])
+            p = (1.0 - ambient) * p + ambient * self._soup(study)
             self._profiles[key] = (p / p.sum()).astype(np.float32)
         return self._profiles[key]
 
@@ -559,8 +581,9 @@ def anndata_uns(
     """Write ``uns['simulation']`` and ``uns['studies']`` through anndata's element writer."""
     from anndata.io import write_elem
 
-    write_elem(f, "uns", {"simulation": {"seed": seed, "n_studies": n_studies, **_params_uns(params)},
-                          "studies": studies.astype({"case_control": str})})  # fmt: skip
+    simulation = {"seed": seed, "n_studies": n_studies, **_params_uns(params)}
+    uns = {"simulation": simulation, "studies": studies.astype({"case_control": str})}
+    write_elem(f, "uns", uns)
     for key in ("obsm", "varm", "obsp", "varp", "layers"):
         write_elem(f, key, {})
 
