@@ -1,24 +1,438 @@
-"""The ``cellsearch`` command line."""
+"""The ``cellsearch`` command line, and the embedded single-process platform it serves.
+
+Client commands (ingest, search, annotate, resolve, stats) talk to a server through
+:class:`~cellsearch.client.CellSearchClient`. ``serve`` composes the embedded platform:
+the one place allowed to see both ``services`` and ``workers``, so the server and the
+ingestion worker share the process's only handle on the embedded store. With Redis
+answering, jobs travel through Celery to a worker thread (the same path a separate worker
+process takes); without it, a background thread runs the pipeline and job records live in
+memory.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import signal
+import sys
+import threading
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cellsearch.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def redis_answers(url: str, timeout_s: float = 0.5) -> bool:
+    """True when a Redis server answers PING at ``url`` within ``timeout_s``."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
+    try:
+        return bool(client.ping())
+    except (redis.ConnectionError, redis.TimeoutError, OSError):
+        return False
+    finally:
+        client.close()
+
+
+@dataclass
+class Platform:
+    """A running embedded platform; :meth:`stop` undoes :func:`start_platform`."""
+
+    settings: Settings
+    server: Any
+    port: int
+    store: Any
+    encoder: Any
+    jobs: Any
+    mode: str  # "redis" or "in-process"
+    _stops: list[Any] = field(default_factory=list)
+
+    @property
+    def address(self) -> str:
+        host = self.settings.grpc_address.rsplit(":", 1)[0] or "127.0.0.1"
+        host = "127.0.0.1" if host in ("0.0.0.0", "[::]", "") else host
+        return f"{host}:{self.port}"
+
+    def stop(self, grace: float | None = None) -> None:
+        """Stop the server (in-flight calls finish), then the worker, then close the store."""
+        from services.search.server import stop_server
+
+        stop_server(self.server, self.settings.shutdown_grace_s if grace is None else grace)
+        for stop in reversed(self._stops):
+            try:
+                stop()
+            except Exception:  # keep closing the rest: the store must be released
+                log.exception("while stopping the embedded platform")
+        self.store.close()
+
+
+def start_platform(
+    settings: Settings,
+    *,
+    use_redis: bool | None = None,
+    with_worker: bool = True,
+    encoder: Any = None,
+) -> Platform:
+    """Open the store and encoder once, start a worker and the gRPC server over them.
+
+    ``use_redis``: None picks Redis when it answers at ``settings.redis_url``.
+    """
+    from cellsearch.jobs import MemoryJobStore, RedisJobStore
+    from services.search.deps import celery_submit, load_encoder_from, open_store_from
+    from services.search.server import build_server
+
+    if use_redis is None:
+        use_redis = redis_answers(settings.redis_url)
+    store = open_store_from(settings)
+    stops: list[Any] = []
+    try:
+        enc = encoder if encoder is not None else load_encoder_from(settings)
+        if use_redis:
+            from workers.runtime import start_worker_thread
+
+            jobs: Any = RedisJobStore(settings.redis_url)
+            submit = celery_submit(settings.redis_url)
+            if with_worker:
+                handle = start_worker_thread(settings, store=store, encoder=enc, jobs=jobs)
+                stops.append(handle.stop)
+        else:
+            from workers.runtime import InProcessSubmitter, Resources, ingest_options
+
+            jobs = MemoryJobStore()
+            submitter = InProcessSubmitter(
+                Resources(
+                    store=store,
+                    encoder=enc,
+                    jobs=jobs,
+                    ingest_options=ingest_options(settings),
+                    owns_store=False,
+                )
+            )
+            submit = submitter.enqueue
+            stops.append(submitter.close)
+        server, port = build_server(settings, store=store, encoder=enc, jobs=jobs, submit=submit)
+    except BaseException:
+        for stop in reversed(stops):
+            stop()
+        store.close()
+        raise
+    return Platform(
+        settings=settings,
+        server=server,
+        port=port,
+        store=store,
+        encoder=enc,
+        jobs=jobs,
+        mode="redis" if use_redis else "in-process",
+        _stops=stops,
+    )
+
+
+# ------------------------------------------------------------------------------ the CLI
+
+_FILTER_ARGS = (
+    ("--cell-type", "cell_types", "cell type (CL id or name); repeatable"),
+    ("--tissue", "tissues", "tissue (UBERON id or name); repeatable"),
+    ("--disease", "diseases", "disease (MONDO id, name, or 'normal'); repeatable"),
+    ("--study", "studies", "only this study id; repeatable"),
+    ("--exclude-study", "exclude_studies", "never this study id; repeatable"),
+    ("--donor", "donors", "only this donor id; repeatable"),
+)
+
+
+def _add_filter_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("filter")
+    for flag, dest, text in _FILTER_ARGS:
+        g.add_argument(flag, dest=dest, action="append", default=[], help=text)
+    g.add_argument(
+        "--exclude-query-studies",
+        action="store_true",
+        help="leave out the studies of the query cells (stored-cell queries)",
+    )
+    g.add_argument("--exact", action="store_true", help="match terms only, not descendants")
+
+
+def _filter_from(args: argparse.Namespace) -> dict[str, Any] | None:
+    spec: dict[str, Any] = {dest: getattr(args, dest) for _, dest, _ in _FILTER_ARGS}
+    spec = {k: v for k, v in spec.items() if v}
+    if args.exclude_query_studies:
+        spec["exclude_query_studies"] = True
+    if args.exact:
+        spec["exact_terms"] = True
+    return spec or None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``cellsearch`` argument parser (every subcommand and its options)."""
+    parser = argparse.ArgumentParser(
+        prog="cellsearch",
+        description="Find similar human cells across a single-cell atlas.",
+    )
+    parser.add_argument(
+        "--address", help="server host:port (default: CELLSEARCH_GRPC_ADDRESS)", default=None
+    )
+    parser.add_argument(
+        "--token", help="bearer token (default: CELLSEARCH_AUTH_TOKEN)", default=None
+    )
+    parser.add_argument("--tls-ca", type=Path, help="PEM root certificate: connect with TLS")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("serve", help="run the gRPC server (embedded: with store and worker)")
+    p.add_argument(
+        "--worker",
+        choices=("auto", "redis", "in-process", "none"),
+        default="auto",
+        help="ingestion worker: through Redis when it answers (auto), always, in-process, none",
+    )
+
+    p = sub.add_parser("worker", help="run an ingestion worker process (Celery)")
+    p.add_argument("--concurrency", type=int, default=None)
+
+    p = sub.add_parser("train", help="train an encoder on an .h5ad of labelled raw counts")
+    p.add_argument("file", type=Path)
+    p.add_argument("-o", "--out", type=Path, required=True, help="checkpoint folder to write")
+    p.add_argument("--epochs", type=int, default=None)
+
+    p = sub.add_parser("ingest", help="submit a dataset for ingestion")
+    p.add_argument("file", help="path as the server sees it (under its allowed roots)")
+    p.add_argument("--study", required=True, help="study id")
+    p.add_argument("--dataset", default="", help="dataset id (default: study/file name)")
+    p.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--wait", action="store_true", help="follow the job with a progress bar")
+
+    p = sub.add_parser("search", help="find cells similar to query cells")
+    q = p.add_mutually_exclusive_group(required=True)
+    q.add_argument("--cells", nargs="+", metavar="CELL", help="stored cell ids (or dataset/cell)")
+    q.add_argument("--file", type=Path, help=".h5ad of raw counts: its cells are the query")
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--centroid", action="store_true", help="search from the query's centroid")
+    p.add_argument("-o", "--out", type=Path, help="write hits as CSV instead of printing")
+    _add_filter_args(p)
+
+    p = sub.add_parser("annotate", help="label the cells of an .h5ad by kNN over the atlas")
+    p.add_argument("file", type=Path, help=".h5ad of raw counts")
+    p.add_argument("-o", "--out", type=Path, required=True, help="annotated .h5ad to write")
+    p.add_argument("-k", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=1000)
+    _add_filter_args(p)
+
+    p = sub.add_parser("resolve", help="look up an ontology term")
+    p.add_argument("text")
+    p.add_argument("--kind", choices=("cell_type", "tissue", "disease"), default="cell_type")
+
+    p = sub.add_parser("stats", help="cells in the atlas by type, tissue, disease, study")
+    p.add_argument("--by", action="append", default=[])
+    p.add_argument("--top", type=int, default=15)
+    _add_filter_args(p)
+
+    p = sub.add_parser("demo", help="run the end-to-end demo (embedded, self-contained)")
+    p.add_argument("--workdir", type=Path, default=None, help="default: a temporary folder")
+    p.add_argument("--atlas-cells", type=int, default=20_000)
+    p.add_argument("--keep", action="store_true", help="keep the demo's store and files")
+    return parser
+
+
+def _client(args: argparse.Namespace, settings: Settings) -> Any:
+    from cellsearch.client import CellSearchClient
+
+    token = args.token
+    if token is None and settings.auth_token is not None:
+        token = settings.auth_token.get_secret_value()
+    return CellSearchClient(
+        args.address or settings.grpc_address,
+        token=token,
+        root_certificates=args.tls_ca.read_bytes() if args.tls_ca else None,
+        timeout=300,
+    )
+
+
+def _read_counts(path: Path) -> tuple[Any, list[str], list[str]]:
+    import anndata as ad
+
+    adata = ad.read_h5ad(path)
+    return adata.X, [str(g) for g in adata.var_names], [str(c) for c in adata.obs_names]
+
+
+def _cell_refs(cells: list[str]) -> list[Any]:
+    return [tuple(c.rsplit("/", 1)) if "/" in c else c for c in cells]
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    if args.worker == "none" or settings.store_mode == "server":
+        # Scale mode (or no worker wanted): the server alone; workers run elsewhere.
+        from services.search.server import serve
+
+        serve(settings)
+        return 0
+    use_redis = {"auto": None, "redis": True, "in-process": False}[args.worker]
+    platform = start_platform(settings, use_redis=use_redis)
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    signal.signal(signal.SIGINT, lambda *_: stopped.set())
+    print(
+        f"cellsearch serving on {platform.address} (embedded store {settings.store_path}, "
+        f"worker: {platform.mode})",
+        flush=True,
+    )
+    stopped.wait()
+    platform.stop()
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from workers.runtime import run_worker
+
+    return run_worker(settings, concurrency=args.concurrency)
+
+
+def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
+    import anndata as ad
+
+    import encoder
+    from encoder.config import TrainConfig
+
+    config = TrainConfig() if args.epochs is None else TrainConfig(epochs=args.epochs)
+    model = encoder.CellEncoder.train(ad.read_h5ad(args.file), config=config)
+    model.save(args.out)
+    print(f"trained {model!r}; saved to {args.out}")
+    return 0
+
+
+def follow_job(client: Any, job_id: str, *, out: Any = None) -> Any:
+    """Follow a job to its end with a progress bar; returns its final record."""
+    from tqdm import tqdm
+
+    last = None
+    with tqdm(total=0, unit="cells", file=out or sys.stderr, dynamic_ncols=True) as bar:
+        for job in client.watch_job(job_id):
+            if job.cells_total and bar.total != job.cells_total:
+                bar.total = job.cells_total
+            bar.set_description(str(job.state).lower())
+            bar.update(job.cells_done - bar.n)
+            last = job
+    return last if last is not None else client.get_job(job_id)
+
+
+def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    metadata = dict(item.split("=", 1) for item in args.meta)
+    with _client(args, settings) as client:
+        job = client.submit_ingestion(
+            str(Path(args.file).resolve()), args.study, dataset_id=args.dataset, metadata=metadata
+        )
+        print(f"job {job.job_id}: dataset {job.dataset_id} {job.state}")
+        if not args.wait:
+            return 0
+        job = follow_job(client, job.job_id)
+    print(f"job {job.job_id}: {job.state}, {job.cells_done} cells", end="")
+    print(f" ({job.error})" if job.error else "")
+    return 0 if job.state == "SUCCEEDED" else 1
+
+
+def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
+    kw: dict[str, Any] = {"k": args.k, "filter": _filter_from(args)}
+    if args.cells:
+        query: Any = _cell_refs(args.cells)
+    else:
+        query, genes, _ = _read_counts(args.file)
+        kw["genes"] = genes
+    with _client(args, settings) as client:
+        if args.centroid:
+            hits, coherence = client.search_centroid(query, **kw)
+            print(f"query coherence: {coherence:.2f}")
+        else:
+            hits = client.search(query, **kw)
+    if args.out:
+        hits.to_csv(args.out, index=False)
+        print(f"{len(hits)} hits written to {args.out}")
+    else:
+        print(format_hits(hits))
+    return 0
+
+
+def format_hits(hits: Any, limit: int = 40) -> str:
+    cols = [
+        c
+        for c in ("rank", "score", "cell_type", "tissue", "disease", "study_id", "cell_id")
+        if c in hits.columns
+    ]
+    if "query" in hits.columns and hits["query"].nunique() > 1:
+        cols.insert(0, "query")
+    return hits[cols].head(limit).to_string(index=False, float_format=lambda v: f"{v:.3f}")
+
+
+def cmd_annotate(args: argparse.Namespace, settings: Settings) -> int:
+    import anndata as ad
+
+    adata = ad.read_h5ad(args.file)
+    with _client(args, settings) as client:
+        ann = client.annotate(
+            adata.X,
+            genes=[str(g) for g in adata.var_names],
+            cell_names=[str(c) for c in adata.obs_names],
+            k=args.k,
+            filter=_filter_from(args),
+            batch_size=args.batch_size,
+        )
+    for col in ann.columns:
+        adata.obs[f"cellsearch_{col}"] = ann[col].to_numpy()
+    adata.write_h5ad(args.out)
+    counts = ann["cell_type"].value_counts().head(10)
+    print(f"annotated {len(ann)} cells -> {args.out}")
+    print(counts.to_string())
+    return 0
+
+
+def cmd_resolve(args: argparse.Namespace, settings: Settings) -> int:
+    with _client(args, settings) as client:
+        term, label = client.resolve(args.text, args.kind)
+    print(f"{term}\t{label}")
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
+    with _client(args, settings) as client:
+        total, facets = client.stats(filter=_filter_from(args), by=args.by, top=args.top)
+    print(f"{total} cells")
+    for name, frame in facets.items():
+        print(f"\nby {name}:")
+        print(frame.to_string(index=False))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from cellsearch.demo import run_demo
+
+    return run_demo(workdir=args.workdir, atlas_cells=args.atlas_cells, keep=args.keep)
+
+
+COMMANDS = {
+    "serve": cmd_serve,
+    "worker": cmd_worker,
+    "train": cmd_train,
+    "ingest": cmd_ingest,
+    "search": cmd_search,
+    "annotate": cmd_annotate,
+    "resolve": cmd_resolve,
+    "stats": cmd_stats,
+    "demo": cmd_demo,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="cellsearch", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("serve", help="run the gRPC server")
-    args = parser.parse_args(argv)
-
+    args = build_parser().parse_args(argv)
+    from cellsearch.client import CellSearchError
     from cellsearch.settings import get_settings
 
-    if args.command == "serve":
-        from services.search.server import serve
-
-        serve(get_settings())
-    return 0
+    try:
+        return COMMANDS[args.command](args, get_settings())
+    except CellSearchError as exc:
+        print(f"cellsearch {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
