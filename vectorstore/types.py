@@ -60,6 +60,7 @@ class CellRecord:
     cell_id: str
     vector: np.ndarray
     payload: dict[str, str | list[str]]
+    _point_id: str = field(init=False, repr=False, compare=False, default="")
 
     def __post_init__(self) -> None:
         vec = np.asarray(self.vector, dtype=np.float32).reshape(-1)
@@ -77,10 +78,11 @@ class CellRecord:
                 )
                 raise ValueError(msg)
         object.__setattr__(self, "vector", vec)
+        object.__setattr__(self, "_point_id", point_id(self.dataset_id, self.cell_id))
 
     @property
     def point_id(self) -> str:
-        return point_id(self.dataset_id, self.cell_id)
+        return self._point_id
 
     def full_payload(self) -> Payload:
         """The payload with dataset_id and cell_id always set (filters and retrieval need them)."""

@@ -43,6 +43,21 @@ def test_reupsert_overwrites_payload(store, atlas):
     assert store.count() == len(atlas)
 
 
+def test_reupsert_leaves_no_stale_payload_field(open_backend):
+    vec = np.ones(128, dtype=np.float32)
+    s = open_backend()
+    s.upsert([CellRecord("d", "c", vec, {"study_id": "a", "donor_id": "x", "tissue_id": "t"})])
+    s.upsert([CellRecord("d", "c", vec, {"study_id": "b", "cell_type_id": "CL:1"})])
+    (hit,) = s.retrieve([("d", "c")])
+    assert hit.payload == {
+        "study_id": "b",
+        "cell_type_id": "CL:1",
+        "dataset_id": "d",
+        "cell_id": "c",
+    }
+    assert s.count(SearchFilter(must={"donor_id": ["x"]})) == 0
+
+
 def test_duplicate_cells_in_one_batch_are_written_once(open_backend, atlas):
     s = open_backend()
     s.upsert(atlas[:5] + atlas[:5])
