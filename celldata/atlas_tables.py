@@ -67,7 +67,7 @@ ATLAS_CELL_TYPES: tuple[CellTypeSpec, ...] = (
         tissue_weights={"blood": 0.10, "lung": 0.05, "liver": 0.08, "kidney": 0.05},
     ),
     CellTypeSpec(
-        "treg", "CL:0000815", "regulatory T cell", CD4_T, T_CELL,
+        "treg", "CL:0000815", "regulatory T cell", T_CELL, T_CELL,  # CL: not under CD4 a-b
         pbmc_label="CD4+/CD25 T Reg", markers=("FOXP3", "IL2RA", "CTLA4"),
         tissue_weights={"blood": 0.05, "lung": 0.02},
     ),
@@ -118,7 +118,7 @@ ATLAS_CELL_TYPES: tuple[CellTypeSpec, ...] = (
         tissue_weights={"lung": 0.12},
     ),
     CellTypeSpec(
-        "myofibroblast", "CL:0000186", "myofibroblast cell", FIBROBLAST, FIBROBLAST,
+        "myofibroblast", "CL:0000186", "myofibroblast cell", "CL:0000186", "CL:0000186",
         base="lung_fibroblast", markers=("ACTA2", "CTHRC1", "COL3A1", "POSTN", "TAGLN"),
         immune=False, tissue_weights={"lung": 0.02},
     ),

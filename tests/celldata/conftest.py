@@ -2,19 +2,8 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
-
-# pytest's rootdir import mode puts tests/ on sys.path ahead of the editable install's finder,
-# so tests/ontology/ (no __init__) would shadow the real ``ontology`` package as a namespace
-# package. Put the repository root first until pyproject sets ``pythonpath = ["."]``.
-_ROOT = str(Path(__file__).resolve().parents[2])
-if sys.path[0] != _ROOT:
-    sys.path.insert(0, _ROOT)
-for _name in ("ontology", "celldata"):
-    if _name in sys.modules and getattr(sys.modules[_name], "__file__", None) is None:
-        del sys.modules[_name]
 
 import anndata as ad
 import numpy as np

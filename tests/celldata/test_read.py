@@ -105,9 +105,8 @@ def test_matrix_market_folder(tmp_path: Path):
     folder.mkdir()
     scipy.io.mmwrite(str(folder / "matrix.mtx"), sp.coo_matrix(counts.T))
     with gzip.open(folder / "features.tsv.gz", "wt") as f:
-        f.write(
-            "ENSG1\tCD3E\tGene Expression\nENSG2\tCD14\tGene Expression\nENSG3\tLYZ\tGene Expression\n"
-        )
+        for i, gene in enumerate(["CD3E", "CD14", "LYZ"]):
+            f.write(f"ENSG{i}\t{gene}\tGene Expression\n")
     (folder / "barcodes.tsv").write_text("AAA-1\nCCC-1\n")
     chunk = read_whole(folder)
     np.testing.assert_array_equal(chunk.X.toarray(), counts)
