@@ -81,6 +81,8 @@ class TrainConfig:
     patience: int = 5
     min_delta: float = 1e-4
     seed: int = 0
+    deterministic: bool = True
+    max_epochs_per_run: int | None = None
     device: str = "auto"
     bf16: bool = True
     num_threads: int | None = None

@@ -1,0 +1,361 @@
+"""The training loop: one readable function, nanoGPT style.
+
+AdamW with a warm-up + cosine schedule; each step draws a type/study-balanced
+batch, mines triplets in-batch on the unit embeddings and adds the decoder's
+MSE reconstruction. After each epoch the encoder annotates held-out *studies*
+by kNN against the training cells (macro-F1), which drives early stopping and
+the choice of the best weights. Everything random is seeded; a checkpoint
+folder can be given to resume an interrupted run.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+
+from encoder.config import EncoderConfig, TrainConfig
+from encoder.data import DEFAULT_MIN_OVERLAP, GeneAligner, log_normalize, to_csr
+from encoder.losses import l1_penalty, mine_triplets, reconstruction_loss, triplet_loss
+from encoder.metrics import accuracy, knn_predict, macro_f1
+from encoder.model import CellEncoder, resolve_device
+from encoder.module import AutoEncoder
+from encoder.sampler import BalancedBatchSampler
+
+TRAIN_STATE = "train_state.pt"
+BEST_MODEL = "best"
+MAX_REFERENCE_CELLS = 20_000
+
+
+@dataclass
+class TrainingData:
+    """Log-normalised cells in model gene order, with integer type and study codes."""
+
+    x: sp.csr_matrix
+    labels: np.ndarray
+    studies: np.ndarray
+    label_vocab: list[str]
+    study_vocab: list[str]
+    genes: list[str]
+
+
+def _collect(data: Any) -> tuple[sp.csr_matrix, pd.DataFrame, list[str]]:
+    """AnnData or an iterable of CellChunk -> (raw counts CSR, obs, gene names)."""
+    if hasattr(data, "obs") and hasattr(data, "var_names"):
+        return to_csr(data.X), data.obs, list(data.var_names)
+    xs, obs, names = [], [], None
+    for chunk in data:
+        if names is None:
+            names = list(chunk.var_names)
+        elif list(chunk.var_names) != names:
+            msg = "all training chunks must share the same var_names"
+            raise ValueError(msg)
+        xs.append(to_csr(chunk.X))
+        obs.append(chunk.obs)
+    if not xs or names is None:
+        msg = "no training cells: the data iterable was empty"
+        raise ValueError(msg)
+    return sp.vstack(xs, format="csr"), pd.concat(obs), names
+
+
+def prepare_training_data(
+    data: Any,
+    *,
+    genes: Sequence[str] | None,
+    label_key: str,
+    study_key: str,
+    target_sum: float,
+    min_overlap: float = DEFAULT_MIN_OVERLAP,
+) -> TrainingData:
+    """Align to ``genes`` (default: the data's own), log-normalise, encode labels/studies."""
+    x, obs, names = _collect(data)
+    for key in (label_key, study_key):
+        if key not in obs.columns:
+            msg = f"obs has no column {key!r} (columns: {list(obs.columns)[:12]})"
+            raise KeyError(msg)
+    model_genes = list(genes) if genes is not None else names
+    x = GeneAligner(model_genes, names, min_overlap=min_overlap).apply(x)
+    label_vocab, labels = np.unique(obs[label_key].astype(str).to_numpy(), return_inverse=True)
+    study_vocab, studies = np.unique(obs[study_key].astype(str).to_numpy(), return_inverse=True)
+    return TrainingData(
+        x=log_normalize(x, target_sum),
+        labels=labels.astype(np.int64),
+        studies=studies.astype(np.int64),
+        label_vocab=[str(v) for v in label_vocab],
+        study_vocab=[str(v) for v in study_vocab],
+        genes=model_genes,
+    )
+
+
+def related_types(label_vocab: Sequence[str]) -> np.ndarray:
+    """Ontology relatedness of the label vocabulary; identity when terms are not CL ids."""
+    try:
+        import ontology
+
+        related = np.asarray(ontology.related_matrix(list(label_vocab)), dtype=bool)
+    except Exception as exc:  # labels that are not ontology terms (free text)
+        warnings.warn(
+            f"cannot compute ontology relations for the labels ({exc}); "
+            "only identical labels are treated as related",
+            stacklevel=2,
+        )
+        related = np.zeros((len(label_vocab), len(label_vocab)), dtype=bool)
+    np.fill_diagonal(related, val=True)
+    return related
+
+
+def split_studies(
+    study_vocab: Sequence[str], config: TrainConfig, rng: np.random.Generator
+) -> list[str]:
+    """Held-out validation studies: the configured ones, else a seeded fraction."""
+    if config.val_studies:
+        unknown = sorted(set(config.val_studies) - set(study_vocab))
+        if unknown:
+            msg = f"val_studies {unknown} are not in the data's studies {list(study_vocab)[:10]}"
+            raise ValueError(msg)
+        return list(config.val_studies)
+    if len(study_vocab) < 3 or config.val_fraction_studies <= 0:
+        return []
+    n_val = max(1, round(config.val_fraction_studies * len(study_vocab)))
+    return sorted(rng.choice(list(study_vocab), size=n_val, replace=False).tolist())
+
+
+@torch.no_grad()
+def embed_dense(module: AutoEncoder, x: sp.csr_matrix, device: str, block: int = 2048):
+    """Encoder outputs for log-normalised rows (training-time evaluation, dense batches)."""
+    module.eval()
+    out = [
+        module.encoder(torch.from_numpy(x[s : s + block].toarray()).to(device)).float().cpu()
+        for s in range(0, x.shape[0], block)
+    ]
+    return torch.cat(out).numpy() if out else np.zeros((0, module.config.latent_dim))
+
+
+def evaluate(
+    module: AutoEncoder,
+    td: TrainingData,
+    ref_idx: np.ndarray,
+    query_idx: np.ndarray,
+    *,
+    k: int,
+    device: str,
+) -> dict[str, float]:
+    """kNN annotation of the query cells against the reference cells."""
+    ref = embed_dense(module, td.x[ref_idx], device)
+    query = embed_dense(module, td.x[query_idx], device)
+    pred = knn_predict(ref, td.labels[ref_idx], query, k=k)
+    truth = td.labels[query_idx]
+    return {"val_macro_f1": macro_f1(truth, pred), "val_accuracy": accuracy(truth, pred)}
+
+
+def _lr_lambda(total: int, warmup: int):
+    def fn(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return fn
+
+
+def fit(
+    data: Any,
+    *,
+    config: TrainConfig,
+    **kwargs: Any,
+) -> CellEncoder:
+    """Train an encoder; see :func:`_fit` (this wrapper scopes deterministic mode)."""
+    previous = torch.are_deterministic_algorithms_enabled()
+    previous_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    if config.deterministic:
+        # Multi-threaded CPU kernels (scatter/index backward) otherwise change the last bits
+        # from run to run; on CUDA some ops lack deterministic versions, so only warn there.
+        torch.use_deterministic_algorithms(mode=True, warn_only=True)
+    try:
+        return _fit(data, config=config, **kwargs)
+    finally:
+        torch.use_deterministic_algorithms(mode=previous, warn_only=previous_warn)
+
+
+def _fit(
+    data: Any,
+    *,
+    config: TrainConfig,
+    encoder_config: EncoderConfig | None = None,
+    genes: Sequence[str] | None = None,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
+    related: np.ndarray | None = None,
+) -> CellEncoder:
+    """Train an encoder on raw counts with cell-type and study annotations.
+
+    data: AnnData or iterable of ``CellChunk`` (obs must hold ``config.label_key``
+    and ``config.study_key``). genes: the model's gene order (default: the
+    data's). related: (T, T) bool over the sorted label vocabulary, overriding
+    the ontology. checkpoint_dir: where the best model and the resumable state
+    are written each epoch; with ``resume=True`` training continues from there.
+    """
+    started = time.time()
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    device = resolve_device(config.device)
+    td = prepare_training_data(
+        data,
+        genes=genes,
+        label_key=config.label_key,
+        study_key=config.study_key,
+        target_sum=config.target_sum,
+    )
+    rel = related_types(td.label_vocab) if related is None else np.asarray(related, dtype=bool)
+    if rel.shape != (len(td.label_vocab), len(td.label_vocab)):
+        msg = f"related must be {len(td.label_vocab)}x{len(td.label_vocab)}, got {rel.shape}"
+        raise ValueError(msg)
+    rel_t = torch.from_numpy(rel).to(device)
+    val_studies = split_studies(td.study_vocab, config, rng)
+    is_val = np.isin(np.asarray(td.study_vocab)[td.studies], val_studies)
+    train_idx, val_idx = np.flatnonzero(~is_val), np.flatnonzero(is_val)
+    ref_idx = train_idx
+    if len(ref_idx) > MAX_REFERENCE_CELLS:
+        ref_idx = np.sort(rng.choice(train_idx, MAX_REFERENCE_CELLS, replace=False))
+
+    cfg = encoder_config or EncoderConfig(n_genes=len(td.genes))
+    if cfg.n_genes != len(td.genes):
+        msg = f"encoder_config.n_genes={cfg.n_genes} but the gene order has {len(td.genes)}"
+        raise ValueError(msg)
+    module = AutoEncoder(cfg).to(device)
+    optimizer = torch.optim.AdamW(
+        module.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
+    steps = config.steps_per_epoch or max(1, len(train_idx) // config.batch_size)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, _lr_lambda(steps * config.epochs, config.warmup_steps)
+    )
+    sampler = BalancedBatchSampler(
+        td.labels[train_idx],
+        td.studies[train_idx],
+        batch_size=config.batch_size,
+        cells_per_type=config.cells_per_type,
+        seed=config.seed,
+    )
+    gen = torch.Generator().manual_seed(config.seed)
+    history: list[dict[str, float]] = []
+    best_score, best_state, bad_epochs, start_epoch = -math.inf, None, 0, 0
+
+    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    if resume and ckpt_dir is not None and (ckpt_dir / TRAIN_STATE).is_file():
+        state = torch.load(ckpt_dir / TRAIN_STATE, map_location=device, weights_only=False)
+        module.load_state_dict(state["module"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        sampler.rng.bit_generator.state = state["sampler_rng"]
+        torch.set_rng_state(state["torch_rng"])
+        gen.set_state(state["gen_rng"])
+        history, best_score, bad_epochs = state["history"], state["best_score"], state["bad_epochs"]
+        best_state, start_epoch = state["best_state"], state["epoch"] + 1
+
+    autocast = device.startswith("cuda") and config.bf16
+    from tqdm.auto import tqdm
+
+    for epoch in range(start_epoch, config.epochs):
+        module.train()
+        sums = {"loss": 0.0, "triplet": 0.0, "recon": 0.0, "triplets": 0.0}
+        bar = tqdm(
+            range(steps), desc=f"epoch {epoch + 1}/{config.epochs}", disable=not config.progress
+        )
+        for _ in bar:
+            idx = train_idx[sampler.batch()]
+            xb = torch.from_numpy(td.x[idx].toarray()).to(device)
+            labels = torch.from_numpy(td.labels[idx]).to(device)
+            studies = torch.from_numpy(td.studies[idx]).to(device)
+            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=autocast):
+                z, recon = module(xb)
+            z = z.float()
+            triplets = mine_triplets(
+                z.detach(), labels, studies, rel_t,
+                margin=config.margin, selection=config.negative_selection, generator=gen,
+            )  # fmt: skip
+            t_loss = triplet_loss(z, triplets, config.margin)
+            r_loss = reconstruction_loss(recon, xb)
+            loss = config.triplet_weight * t_loss + config.recon_weight * r_loss
+            if config.l1_weight:
+                loss = loss + config.l1_weight * l1_penalty(module.encoder.first_linear().weight)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            for name, value in (("loss", loss), ("triplet", t_loss), ("recon", r_loss)):
+                sums[name] += float(value.detach())
+            sums["triplets"] += len(triplets)
+            bar.set_postfix(loss=f"{loss.item():.4f}", trip=f"{t_loss.item():.4f}")
+        record: dict[str, float] = {"epoch": epoch + 1, **{k: v / steps for k, v in sums.items()}}
+        if len(val_idx):
+            record.update(evaluate(module, td, ref_idx, val_idx, k=config.knn_k, device=device))
+            score = record["val_macro_f1"]
+        else:
+            score = -record["loss"]
+        history.append(record)
+        if score > best_score + config.min_delta:
+            best_score, bad_epochs = score, 0
+            best_state = copy.deepcopy({k: v.cpu() for k, v in module.state_dict().items()})
+        else:
+            bad_epochs += 1
+        if ckpt_dir is not None:
+            ckpt_dir.mkdir(parents=True, exist_ok=True)
+            torch.save(
+                {
+                    "module": module.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "sampler_rng": sampler.rng.bit_generator.state,
+                    "torch_rng": torch.get_rng_state(),
+                    "gen_rng": gen.get_state(),
+                    "history": history,
+                    "best_score": best_score,
+                    "bad_epochs": bad_epochs,
+                    "best_state": best_state,
+                    "epoch": epoch,
+                },
+                ckpt_dir / TRAIN_STATE,
+            )
+        if config.progress:
+            tqdm.write("  ".join(f"{k}={v:.4g}" for k, v in record.items()))
+        if bad_epochs >= config.patience:
+            break
+        ran = epoch + 1 - start_epoch
+        if config.max_epochs_per_run and ran >= config.max_epochs_per_run:
+            break  # a time-boxed slice of a longer run: resume=True continues it
+
+    if best_state is not None:
+        module.load_state_dict(best_state)
+    module.eval()
+    training = {
+        "train_config": config.to_dict(),
+        "history": history,
+        "best_score": best_score,
+        "val_studies": val_studies,
+        "n_train_cells": len(train_idx),
+        "n_val_cells": len(val_idx),
+        "studies": td.study_vocab,
+        "target_sum": config.target_sum,
+        "torch_version": torch.__version__,
+        "device": device,
+        "seconds": round(time.time() - started, 1),
+    }
+    encoder = CellEncoder(
+        module.cpu(), td.genes, labels=td.label_vocab, training=training, device="cpu"
+    )
+    if ckpt_dir is not None:
+        encoder.save(ckpt_dir / BEST_MODEL)
+    return encoder
