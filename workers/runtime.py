@@ -295,11 +295,14 @@ def start_worker_thread(
     queues: Sequence[str] = QUEUES,
     visibility_timeout_s: float = DEFAULT_VISIBILITY_TIMEOUT_S,
     ready_timeout_s: float = 30.0,
+    loglevel: str = "WARNING",
 ) -> WorkerHandle:
     """Run a worker in threads over the caller's store handle (embedded mode with Redis)."""
+    from celery.app.trace import setup_worker_optimizations
     from celery.worker import WorkController
 
     app = make_celery(settings, visibility_timeout_s=visibility_timeout_s)
+    setup_worker_optimizations(app)  # the task registry the worker looks names up in
     install_resources(
         app,
         Resources(
@@ -318,13 +321,13 @@ def start_worker_thread(
 
     controller = _Controller(
         app=app,
-        pool_cls="threads",
+        pool_cls="solo" if concurrency == 1 else "threads",
         concurrency=concurrency,
         queues=list(queues),
         without_heartbeat=True,
         without_mingle=True,
         without_gossip=True,
-        loglevel="WARNING",
+        loglevel=loglevel,
     )
     thread = threading.Thread(target=controller.start, name="cellsearch-worker", daemon=True)
     thread.start()
