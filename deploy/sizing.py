@@ -50,14 +50,15 @@ class Inputs:
 #: each estimate was derived, and `--from` flags replace them with measured values.
 RECORDED = Inputs(
     ram_bytes=Figure(
-        460,
+        2_518,
         "B/cell",
-        "ESTIMATE: int8 codes 132 + HNSW links (m=16) 136 + keyword indexes 150 + id map 40",
+        "benchmarks/bench_vectorstore.py int8 RSS, slope between 20k and 100k cells "
+        "(6,949 and 3,404 B/cell): mapped file pages included, so an upper bound",
     ),
     disk_bytes=Figure(
-        1_530,
+        1_635,
         "B/cell",
-        "ESTIMATE: float32 originals 512 + int8 132 + links 136 + payload 600 + indexes 150",
+        "benchmarks/bench_vectorstore.py --cells 100000, int8 (originals + codes), WAL excluded",
     ),
     ingest_cells_per_s_per_gpu=Figure(
         16_060,
@@ -66,12 +67,15 @@ RECORDED = Inputs(
         "an upper bound until benchmarks/bench_ingest.py measures end to end",
     ),
     upsert_cells_per_s_per_node=Figure(
-        20_000, "cells/s", "ESTIMATE: pending benchmarks/bench_vectorstore.py upsert rate"
+        14_568,
+        "cells/s",
+        "ESTIMATE: benchmarks/bench_vectorstore.py upserted 1,821 cells/s on 2 shared cores; "
+        "x8 for a 16-core node, assuming linear scaling",
     ),
     node_ram_gib=Figure(128, "GiB", "assumption: a 128 GiB Qdrant node"),
     node_disk_gib=Figure(2_048, "GiB", "assumption: 2 TiB local NVMe per Qdrant node"),
     replication_factor=Figure(2, "copies", "guide: replication_factor=2 (survives one node)"),
-    ram_headroom=Figure(1.5, "x", "guide: page cache for rescoring, optimiser, query buffers"),
+    ram_headroom=Figure(1.25, "x", "guide: optimiser and query buffers (RSS has the page cache)"),
     disk_headroom=Figure(2.0, "x", "guide: optimiser rewrites segments; snapshots"),
     ingest_hours=Figure(24, "h", "assumption: the whole atlas re-ingested within a day"),
 )

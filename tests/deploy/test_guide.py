@@ -40,6 +40,23 @@ def test_every_sizing_input_names_its_source():
             assert (ROOT / scripts[0]).is_file(), (name, scripts[0])
 
 
+def test_per_cell_inputs_follow_from_the_benchmark_runs_in_the_guide():
+    """RAM = slope of RSS between the int8 runs; disk = the largest int8 run; upsert x 8."""
+    runs = {}
+    for line in GUIDE.read_text().splitlines():
+        cells = re.match(
+            r"\| `--(?:size small|cells 100000 --skip-float)` \((int8|no quant\w*)\)", line
+        )
+        if cells:
+            values = [float(v.replace(",", "")) for v in line.split("|")[2:7]]
+            runs[(cells.group(1), int(values[0]))] = values
+    small, large = runs[("int8", 20_000)], runs[("int8", 100_000)]
+    slope = (large[3] * 100_000 - small[3] * 20_000) / 80_000
+    assert round(slope) == sizing.RECORDED.ram_bytes.value
+    assert large[4] == sizing.RECORDED.disk_bytes.value
+    assert large[1] * 8 == sizing.RECORDED.upsert_cells_per_s_per_node.value
+
+
 def test_size_follows_the_published_formulas():
     gib = 1024**3
     inputs = replace(
@@ -70,7 +87,7 @@ def test_sizing_script_prints_overrides(capsys):
     assert sizing.main(["--ram-bytes", "1000"]) == 0
     out = capsys.readouterr().out
     assert "| `ram_bytes` | 1,000 B/cell | command line |" in out
-    assert "| 10M | 28 GiB |" in out  # 1e7 x 1000 B x 2 copies x 1.5 / 2**30
+    assert "| 10M | 23 GiB |" in out  # 1e7 x 1000 B x 2 copies x 1.25 / 2**30
 
 
 def test_guide_indexes_exactly_the_fields_the_store_indexes():
