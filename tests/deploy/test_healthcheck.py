@@ -41,6 +41,7 @@ def test_address_without_port_is_refused_with_the_expected_form():
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_serving_server_passes_and_unknown_service_fails(grpc_server):
     _, port = grpc_server
     ok, reason = probe.check(f"127.0.0.1:{port}")
@@ -60,6 +61,7 @@ def test_unreachable_server_fails_within_the_timeout():
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_script_exit_status_follows_the_server(grpc_server, tmp_path):
     """Run the file as the compose health check does, configured only by CELLSEARCH_ vars."""
     _, port = grpc_server
