@@ -55,6 +55,15 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     embed_batch_size: int = Field(default=4096, ge=1)
     ingest_chunk_cells: int = Field(default=8192, ge=64)
+    ingest_visibility_timeout_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Redis redelivers an unacknowledged ingestion job after this long.",
+    )
+    ingest_time_limit_s: float = Field(default=21600.0, gt=0, description="Hard task limit.")
+    ingest_optimize: bool = Field(
+        default=True, description="Build the HNSW index after each ingestion job."
+    )
 
     # --- gRPC server --------------------------------------------------------
     grpc_address: str = "127.0.0.1:50051"
