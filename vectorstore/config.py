@@ -43,6 +43,10 @@ class StoreConfig:
     oversampling: float = 2.0
     #: With int8 on, keep original vectors on disk (page cache) and only int8 codes in RAM.
     originals_on_disk: bool = True
+    #: ACORN filtered traversal (explores two hops past rejected nodes) for filters selecting
+    #: less than this fraction; None: off. Helps mid selectivities above the full-scan
+    #: threshold when the field has no payload-aware links.
+    acorn_max_selectivity: float | None = None
     #: Target number of segments (0: Qdrant picks from the CPU count).
     segments: int = 0
     #: Search threads of the embedded engine (None: from the CPU count).

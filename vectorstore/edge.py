@@ -143,7 +143,14 @@ class EdgeStore:
             quant = qe.QuantizationSearchParams(
                 rescore=self.config.rescore, oversampling=self.config.oversampling
             )
-        return qe.SearchParams(hnsw_ef=max(ef or self.config.search_ef, k), quantization=quant)
+        acorn = None
+        if self.config.acorn_max_selectivity is not None:
+            acorn = qe.AcornSearchParams(
+                enable=True, max_selectivity=self.config.acorn_max_selectivity
+            )
+        return qe.SearchParams(
+            hnsw_ef=max(ef or self.config.search_ef, k), quantization=quant, acorn=acorn
+        )
 
     def search(
         self,

@@ -178,7 +178,14 @@ class QdrantServerStore:
             quant = qm.QuantizationSearchParams(
                 rescore=self.config.rescore, oversampling=self.config.oversampling
             )
-        params = qm.SearchParams(hnsw_ef=max(ef or self.config.search_ef, k), quantization=quant)
+        acorn = None
+        if self.config.acorn_max_selectivity is not None:
+            acorn = qm.AcornSearchParams(
+                enable=True, max_selectivity=self.config.acorn_max_selectivity
+            )
+        params = qm.SearchParams(
+            hnsw_ef=max(ef or self.config.search_ef, k), quantization=quant, acorn=acorn
+        )
         flt = to_client_filter(filter)
         requests = [
             qm.QueryRequest(

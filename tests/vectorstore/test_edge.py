@@ -50,3 +50,18 @@ def test_reopened_shard_keeps_its_payload_indexes(fast_tmp, atlas_factory):
         assert again.count() == 8
     finally:
         again.close()
+
+
+def test_acorn_search_params_are_accepted_and_exact_on_a_small_shard(fast_tmp, atlas_factory):
+    atlas = atlas_factory(n_per_type=10, seed=6)
+    store = open_store(path=fast_tmp, config=StoreConfig(acorn_max_selectivity=0.4))
+    try:
+        store.upsert(atlas)
+        flt = SearchFilter(must={"study_id": ["study1"]})
+        (hits,) = store.search(atlas[0].vector, k=5, filter=flt)
+        keep = [r for r in atlas if flt.matches(r.full_payload())]
+        q = atlas[0].vector / np.linalg.norm(atlas[0].vector)
+        sims = np.stack([r.vector / np.linalg.norm(r.vector) for r in keep]) @ q
+        assert [h.cell_id for h in hits] == [keep[i].cell_id for i in np.argsort(-sims)[:5]]
+    finally:
+        store.close()
