@@ -77,10 +77,12 @@ def start_platform(
     use_redis: bool | None = None,
     with_worker: bool = True,
     encoder: Any = None,
+    jobs_prefix: str = "cellsearch",
 ) -> Platform:
     """Open the store and encoder once, start a worker and the gRPC server over them.
 
     ``use_redis``: None picks Redis when it answers at ``settings.redis_url``.
+    ``jobs_prefix``: Redis key prefix of the job records (the demo uses its own).
     """
     from cellsearch.jobs import MemoryJobStore, RedisJobStore
     from services.search.deps import celery_submit, load_encoder_from, open_store_from
@@ -95,7 +97,7 @@ def start_platform(
         if use_redis:
             from workers.runtime import start_worker_thread
 
-            jobs: Any = RedisJobStore(settings.redis_url)
+            jobs: Any = RedisJobStore(settings.redis_url, prefix=jobs_prefix)
             submit = celery_submit(settings.redis_url)
             if with_worker:
                 handle = start_worker_thread(settings, store=store, encoder=enc, jobs=jobs)

@@ -1,0 +1,253 @@
+"""``make demo``: the whole platform on one machine, answering two real questions.
+
+1. Loads the committed default encoder; writes the inputs: real PBMCs (scanpy's
+   pbmc68k_reduced, 700 cells, counts restored from its log-normalised ``.raw`` and the
+   recorded library sizes) split into a reference and held-out cells, and a simulated
+   multi-tissue atlas with interstitial lung disease studies.
+2. Starts the embedded platform: store, gRPC server (auth on, random port) and an
+   ingestion worker (through Redis when it answers, in-process otherwise).
+3. Ingests both datasets through ``SubmitIngestion`` and follows them with ``WatchJob``.
+4. Asks, through the Python client: "cells similar to these fibrosis-associated
+   macrophages, only in lung with interstitial lung disease" (other studies only), and
+   annotates the held-out real PBMCs, printing labels and confidences against the truth.
+5. Stops everything and removes what it wrote (``--keep`` leaves the folder).
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+import pandas as pd
+
+FIBROTIC_MACROPHAGE = "CL:4033043"  # lung interstitial macrophage (SPP1+, profibrotic)
+ILD = "MONDO:0015925"
+PBMC_HELD_OUT = 150
+ATLAS_STUDIES = 16
+QUERY_CELLS = 25
+
+
+class _Printer:
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.t0 = time.perf_counter()
+
+    def step(self, text: str) -> None:
+        elapsed = time.perf_counter() - self.t0
+        print(f"\n[{elapsed:6.1f} s] == {text}", file=self.out, flush=True)
+
+    def __call__(self, text: str = "") -> None:
+        print(text, file=self.out, flush=True)
+
+
+def write_pbmc_counts(folder: Path, *, held_out: int, seed: int = 0) -> tuple[Path, Any]:
+    """The real PBMCs as raw counts: a reference .h5ad, and the held-out cells (AnnData).
+
+    pbmc68k_reduced keeps log1p(counts per 10k) in ``.raw`` and each cell's total in
+    ``n_counts``; expm1 and rescaling give back the integer counts of its 765 genes.
+    """
+    import anndata as ad
+    import scipy.sparse as sp
+
+    from celldata.bundled import load_pbmc68k_reduced
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        full = load_pbmc68k_reduced()
+    raw = full.raw.X.toarray() if sp.issparse(full.raw.X) else np.asarray(full.raw.X)
+    counts = np.rint(np.expm1(raw) * full.obs["n_counts"].to_numpy()[:, None] / 1e4)
+    keep = [
+        c
+        for c in full.obs.columns
+        if c.endswith("_ontology_term_id") or c in ("donor_id", "sample_id", "study_id")
+    ]
+    adata = ad.AnnData(
+        X=sp.csr_matrix(counts.astype(np.float32)),
+        obs=full.obs[keep].copy(),
+        var=pd.DataFrame(index=full.raw.var_names.astype(str)),
+    )
+    adata.obs["bulk_labels"] = full.obs["bulk_labels"].astype(str).to_numpy()
+    rng = np.random.default_rng(seed)
+    held = np.zeros(adata.n_obs, dtype=bool)
+    held[rng.choice(adata.n_obs, size=held_out, replace=False)] = True
+    reference = adata[~held].copy()
+    reference.obs = reference.obs.drop(columns="bulk_labels")
+    path = folder / "pbmc68k_reference.h5ad"
+    reference.write_h5ad(path)
+    return path, adata[held].copy()
+
+
+def run_demo(
+    *,
+    workdir: Path | None = None,
+    atlas_cells: int = 20_000,
+    keep: bool = False,
+    out: TextIO | None = None,
+) -> int:
+    """Run the demo; returns a process exit status (0 when every step answered)."""
+    from pydantic import SecretStr
+
+    from cellsearch.cli import follow_job, start_platform
+    from cellsearch.client import CellSearchClient
+    from cellsearch.settings import Settings, get_settings
+
+    say = _Printer(out or sys.stdout)
+    made_tmp = workdir is None
+    root = Path(tempfile.mkdtemp(prefix="cellsearch-demo-")) if workdir is None else workdir
+    inbox = root / "inbox"
+    inbox.mkdir(parents=True, exist_ok=True)
+    base = get_settings()
+    token = secrets.token_hex(16)
+    settings = Settings(
+        store_path=root / "store",
+        redis_url=base.redis_url,
+        model_dir=base.model_dir,
+        ontology_cache_dir=base.ontology_cache_dir,
+        allowed_roots=(inbox,),
+        grpc_address="127.0.0.1:0",
+        auth_token=SecretStr(token),
+        ingest_chunk_cells=4096,
+        embed_batch_size=2048,
+    )
+    platform = None
+    prefix = f"cellsearch-demo-{secrets.token_hex(4)}"
+    try:
+        say.step("loading the default encoder")
+        from services.search.deps import load_encoder_from
+
+        enc = load_encoder_from(settings)
+        say(f"{enc!r}")
+
+        say.step("writing the inputs")
+        from celldata.simulate import make_atlas
+
+        pbmc_path, held_out = write_pbmc_counts(inbox, held_out=PBMC_HELD_OUT)
+        say(
+            f"real PBMCs (Zheng et al. 2017, pbmc68k_reduced): {700 - PBMC_HELD_OUT} reference "
+            f"cells -> {pbmc_path.name}; {PBMC_HELD_OUT} held out for annotation"
+        )
+        atlas_path = inbox / "simulated_atlas.h5ad"
+        summary = make_atlas(atlas_path, n_cells=atlas_cells, n_studies=ATLAS_STUDIES, seed=7)
+        say(
+            f"simulated atlas: {summary.n_cells} cells, {summary.n_studies} studies, "
+            f"{summary.n_donors} donors, {summary.n_genes} genes ({summary.seconds:.1f} s)"
+        )
+
+        say.step("starting the embedded store, gRPC server and ingestion worker")
+        platform = start_platform(settings, encoder=enc, jobs_prefix=prefix)
+        say(
+            f"server on {platform.address} (bearer token on); worker: {platform.mode}"
+            + (" (Redis answered)" if platform.mode == "redis" else " (no Redis: a thread)")
+        )
+        client = CellSearchClient(platform.address, token=token, timeout=600)
+        client.wait_ready()
+
+        say.step("ingesting through SubmitIngestion / WatchJob")
+        for path, study in ((pbmc_path, "zheng2017-pbmc68k"), (atlas_path, "simulated-atlas")):
+            job = client.submit_ingestion(path, study)
+            job = follow_job(client, job.job_id, out=say.out)
+            seconds = sum(job.stage_seconds.values())
+            say(f"{study}: {job.state}, {job.cells_done} cells in {seconds:.1f} s")
+            if job.state != "SUCCEEDED":
+                say(f"ingestion failed: {job.error_code}: {job.error}")
+                return 1
+        total, facets = client.stats(by=["tissue", "disease"], top=8)
+        say(f"atlas: {total} cells")
+        for name, frame in facets.items():
+            say(f"  by {name}: " + ", ".join(f"{r.label} {r.count}" for r in frame.itertuples()))
+
+        _fibrosis_query(say, client, atlas_path)
+        _annotate_held_out(say, client, held_out)
+        say.step("done")
+        return 0
+    finally:
+        if platform is not None:
+            platform.stop(grace=1.0)
+            _drop_redis_keys(settings.redis_url, prefix)
+        if made_tmp and not keep:
+            shutil.rmtree(root, ignore_errors=True)
+        elif keep:
+            say(f"kept {root}")
+
+
+def _fibrosis_query(say: _Printer, client: Any, atlas_path: Path) -> None:
+    import anndata as ad
+
+    from cellsearch.cli import format_hits
+
+    say.step(
+        "cells similar to these fibrosis-associated macrophages, only in lung with "
+        "interstitial lung disease (other studies)"
+    )
+    obs = ad.read_h5ad(atlas_path, backed="r").obs
+    fibrotic = obs[
+        (obs["cell_type_ontology_term_id"].astype(str) == FIBROTIC_MACROPHAGE)
+        & (obs["disease_ontology_term_id"].astype(str) == ILD)
+    ]
+    study = fibrotic["study_id"].astype(str).value_counts().index[0]
+    query = list(fibrotic[fibrotic["study_id"].astype(str) == study].index[:QUERY_CELLS])
+    say(f"query: {len(query)} SPP1+ lung interstitial macrophages from study {study}")
+    flt = {
+        "tissues": ["lung"],
+        "diseases": ["interstitial lung disease"],
+        "exclude_query_studies": True,
+    }
+    hits, coherence = client.search_centroid(query, k=100, filter=flt)
+    say(f"query coherence {coherence:.2f}; filter {flt}")
+    say(format_hits(hits, limit=10))
+    say("\n100 nearest by cell type / study:")
+    say(hits["cell_type"].value_counts().to_string())
+    for column in ("study_id", "tissue", "disease"):
+        say(f"{column}: {', '.join(sorted(set(hits[column])))}")
+
+
+def _annotate_held_out(say: _Printer, client: Any, held_out: Any) -> None:
+    import ontology
+
+    say.step(f"annotating {held_out.n_obs} held-out real PBMCs (never ingested)")
+    ann = client.annotate(
+        held_out.X,
+        genes=list(held_out.var_names),
+        cell_names=list(held_out.obs_names),
+        filter={"studies": ["zheng2017-pbmc68k"]},
+    )
+    truth = held_out.obs["cell_type_ontology_term_id"].astype(str).reindex(ann.index)
+    ann["truth"] = [ontology.label(t) for t in truth]
+    exact = (ann["cell_type_id"] == truth.to_numpy()).to_numpy()
+    related = np.array(
+        [
+            a != "unknown" and ontology.is_related(a, t)
+            for a, t in zip(ann["cell_type_id"], truth, strict=True)
+        ]
+    )
+    cols = ["truth", "cell_type", "confidence", "representation_confidence"]
+    say(ann[cols].head(12).to_string(float_format=lambda v: f"{v:.2f}"))
+    say(
+        f"\nexact label: {exact.mean():.0%}; same lineage (ancestor or descendant): "
+        f"{related.mean():.0%}; unknown: {ann['unknown'].mean():.0%}; "
+        f"median confidence {ann['confidence'].median():.2f}"
+    )
+    high = ann["confidence"] >= 0.8
+    if high.any():
+        share, right = high.mean(), exact[high.to_numpy()].mean()
+        say(f"cells with confidence >= 0.8: {share:.0%}, exact label among them {right:.0%}")
+
+
+def _drop_redis_keys(url: str, prefix: str) -> None:
+    import redis
+
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=0.5)
+        keys = list(client.scan_iter(f"{prefix}:*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
+    except redis.RedisError:
+        pass
