@@ -22,8 +22,8 @@ def test_file_equals_memory_whatever_the_chunk_size(small_atlas: ad.AnnData, atl
 
 
 def test_deterministic_by_seed():
-    a, b = simulate_atlas(300, 3, seed=7), simulate_atlas(300, 3, seed=7)
-    c = simulate_atlas(300, 3, seed=8)
+    a, b = simulate_atlas(200, 2, seed=7), simulate_atlas(200, 2, seed=7)
+    c = simulate_atlas(200, 2, seed=8)
     assert (a.X != b.X).nnz == 0
     assert (a.X != c.X).nnz > 0
 
@@ -56,7 +56,7 @@ def test_every_id_is_a_live_term_of_the_right_kind():
 
 
 def test_mixed_granularity_donors_nested_and_diseases():
-    adata = simulate_atlas(3000, 8, seed=0)
+    adata = simulate_atlas(1500, 8, seed=0)
     obs = adata.obs
     labels = set(obs["cell_type_ontology_term_id"].astype(str))
     assert "CL:0000084" in labels  # some study says "T cell" ...
@@ -67,7 +67,7 @@ def test_mixed_granularity_donors_nested_and_diseases():
 
 
 def test_fibrosis_macrophages_are_enriched_in_interstitial_lung_disease():
-    adata = simulate_atlas(4000, 6, seed=2)
+    adata = simulate_atlas(2000, 6, seed=2)
     lung = adata.obs[adata.obs["tissue_ontology_term_id"] == "UBERON:0002048"]
     fibrotic = lung["true_cell_type_ontology_term_id"] == "CL:4033043"
     by_disease = fibrotic.groupby(lung["disease_ontology_term_id"].astype(str)).mean()
