@@ -119,6 +119,7 @@ class QdrantServerStore:
                     qm.KeywordIndexParams(
                         type=qm.KeywordIndexType.KEYWORD,
                         enable_hnsw=name in cfg.hnsw_payload_fields,
+                        on_disk=cfg.payload_index_on_disk,
                     ),
                     wait=True,
                 )

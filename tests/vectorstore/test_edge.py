@@ -65,3 +65,17 @@ def test_acorn_search_params_are_accepted_and_exact_on_a_small_shard(fast_tmp, a
         assert [h.cell_id for h in hits] == [keep[i].cell_id for i in np.argsort(-sims)[:5]]
     finally:
         store.close()
+
+
+def test_payload_indexes_on_disk_filter_the_same(fast_tmp, atlas_factory):
+    atlas = atlas_factory(n_per_type=10, seed=7)
+    store = open_store(path=fast_tmp, config=StoreConfig(payload_index_on_disk=True))
+    try:
+        store.upsert(atlas)
+        flt = SearchFilter(must={"cell_type_ancestors": ["CL:0000084"]})
+        assert store.count(flt) == sum(flt.matches(r.full_payload()) for r in atlas) == 20
+        (hits,) = store.search(atlas[0].vector, k=50, filter=flt)
+        assert len(hits) == 20
+        assert store.facet("study_id", flt) == {"study0": 8, "study1": 6, "study2": 6}
+    finally:
+        store.close()
