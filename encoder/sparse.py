@@ -3,12 +3,12 @@
 Why not ``torch.sparse.mm`` or ``embedding_bag``: both walk the input cell by
 cell and fetch one 4 KB weight row per non-zero, so 2,000 random reads per cell
 from a 115 MB matrix make them memory-bound (no faster than the dense product).
-Here the batch is turned gene-major (CSC): each weight row is read once per
-batch and applied to every cell that expresses that gene. The hidden dimension
-is cut into tiles so one tile of the output for a block of cells stays in the
-core's cache while the weight rows stream past; tiles are spread over threads
-(numba ``prange``), and genes absent from the batch are skipped, so only the
-union of the batch's non-zero gene rows of W is ever touched.
+Here each thread takes a block of cells (128 by default), regroups the block's
+non-zeros gene-major, and for each tile of 128 hidden units accumulates into a
+(block x tile) buffer that stays in the core's cache, reading each present
+gene's weight slice once per block and skipping absent genes (only the union of
+the block's non-zero gene rows of W is touched). Blocks run in parallel
+(numba ``prange``) over all cores; the output is written in place, row-major.
 
 Eval-mode BatchNorm of the first block is folded into the first Linear
 (``W' = W * gamma / sqrt(var + eps)``), which leaves the result equal to the
@@ -18,6 +18,7 @@ dense path to float32 rounding (checked to 1e-5 in the tests).
 from __future__ import annotations
 
 import copy
+import functools
 
 import numpy as np
 import scipy.sparse as sp
@@ -35,39 +36,68 @@ except ImportError:  # pragma: no cover - exercised only where numba is absent
     HAVE_NUMBA = False
 
 DEFAULT_TILE = 128
-DEFAULT_CELL_BLOCK = 1024
+DEFAULT_CELL_BLOCK = 128
 
-if HAVE_NUMBA:
 
-    @numba.njit(parallel=True, fastmath=True, cache=True, boundscheck=False)
-    def _csc_tiled_matmul(colptr, rows, vals, wt, out, cell_block):  # pragma: no cover
-        """out[t, r, :] += vals * wt[t, g, :] for every non-zero (r, g), gene-major.
+@functools.lru_cache(maxsize=8)
+def _kernel(tile: int):  # pragma: no cover - compiled code, exercised through SparseEmbedder
+    """Compile the block kernel for one tile width (a compile-time constant vectorises best)."""
 
-        wt: (n_tiles, n_genes, T) weights, one contiguous slab per tile.
-        out: (n_tiles, n_cells, T) zeroed output, one slab per tile (no false sharing).
-        Rows inside each CSC column must be sorted (scipy's tocsc guarantees it).
+    @numba.njit(parallel=True, fastmath=True, boundscheck=False)
+    def block_gene_major(indptr, indices, data, wt, out, block):
+        """out[r, :] = sum_g x[r, g] * W'[:, g] for CSR rows, gene-major inside cell blocks.
+
+        Each thread takes a block of ``block`` cells, regroups its non-zeros by gene
+        (a small CSC of the block, genes absent from the block skipped), then for each
+        tile of ``tile`` hidden units accumulates into a (block, tile) buffer that
+        stays in L1/L2 while each present gene's weight slice is read once.
         """
-        n_tiles, n_genes, tile = wt.shape
-        n_cells = out.shape[1]
-        for t in prange(n_tiles):
-            o = out[t]
-            w_t = wt[t]
-            cursor = colptr[:-1].copy()
-            for start in range(0, n_cells, cell_block):
-                stop = min(n_cells, start + cell_block)
-                for g in range(n_genes):
-                    k = cursor[g]
-                    end = colptr[g + 1]
-                    if k == end or rows[k] >= stop:
-                        continue
+        n_tiles, n_genes, _ = wt.shape
+        n = indptr.size - 1
+        n_blocks = (n + block - 1) // block
+        for b in prange(n_blocks):
+            r0 = b * block
+            r1 = min(n, r0 + block)
+            a0 = indptr[r0]
+            m = indptr[r1] - a0
+            ptr = np.zeros(n_genes + 1, np.int64)
+            for k in range(a0, a0 + m):
+                ptr[indices[k] + 1] += 1
+            n_present = 0
+            for g in range(n_genes):
+                if ptr[g + 1] > 0:
+                    n_present += 1
+            present = np.empty(n_present, np.int64)
+            q = 0
+            for g in range(n_genes):
+                if ptr[g + 1] > 0:
+                    present[q] = g
+                    q += 1
+                ptr[g + 1] += ptr[g]
+            rows = np.empty(m, np.int64)
+            vals = np.empty(m, np.float32)
+            fill = ptr[:-1].copy()
+            for r in range(r0, r1):
+                for k in range(indptr[r], indptr[r + 1]):
+                    g = indices[k]
+                    p = fill[g]
+                    rows[p] = r - r0
+                    vals[p] = data[k]
+                    fill[g] = p + 1
+            acc = np.empty((r1 - r0, tile), np.float32)
+            for t in range(n_tiles):
+                acc[:] = 0.0
+                w_t = wt[t]
+                for g in present:
                     w = w_t[g]
-                    while k < end and rows[k] < stop:
-                        r = rows[k]
-                        v = vals[k]
+                    for p in range(ptr[g], ptr[g + 1]):
+                        r = rows[p]
+                        v = vals[p]
                         for j in range(tile):
-                            o[r, j] += v * w[j]
-                        k += 1
-                    cursor[g] = k
+                            acc[r, j] += v * w[j]
+                out[r0:r1, t * tile : (t + 1) * tile] = acc
+
+    return block_gene_major
 
 
 class SparseEmbedder:
@@ -119,20 +149,18 @@ class SparseEmbedder:
         n = x.shape[0]
         if not self.use_numba:
             return np.asarray(x @ self.wt_dense, dtype=np.float32)
-        csc = x.tocsc()
-        if not csc.has_sorted_indices:
-            csc.sort_indices()
-        n_tiles = self.hidden_size // self.tile
-        out = np.zeros((n_tiles, n, self.tile), dtype=np.float32)
-        _csc_tiled_matmul(
-            csc.indptr.astype(np.int64, copy=False),
-            csc.indices.astype(np.int32, copy=False),
-            csc.data.astype(np.float32, copy=False),
+        out = np.empty((n, self.hidden_size), dtype=np.float32)
+        if n == 0:
+            return out
+        _kernel(self.tile)(
+            x.indptr.astype(np.int64, copy=False),
+            x.indices.astype(np.int64, copy=False),
+            x.data.astype(np.float32, copy=False),
             self.wt,
             out,
             self.cell_block,
         )
-        return out.transpose(1, 0, 2).reshape(n, self.hidden_size)
+        return out
 
     @torch.no_grad()
     def embed_normalized(self, x: sp.csr_matrix) -> np.ndarray:

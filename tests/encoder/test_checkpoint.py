@@ -64,3 +64,16 @@ def test_missing_manifest_and_unknown_format(small_encoder, tmp_path):
         CellEncoder.load(folder)
     with pytest.raises(CheckpointError, match="does not exist"):
         CellEncoder.load(tmp_path / "nowhere")
+
+
+def test_default_model_loads_verified_and_embeds():
+    from encoder import load_default
+
+    enc = load_default()
+    assert enc.embedding_dim == 128
+    assert len(enc.genes) == enc.config.n_genes
+    assert enc.labels and all(label.startswith("CL:") for label in enc.labels)
+    rng = np.random.default_rng(0)
+    counts = rng.poisson(0.5, size=(20, len(enc.genes))).astype(np.float32)
+    z = enc.embed(counts)
+    np.testing.assert_allclose(np.linalg.norm(z, axis=1), 1.0, atol=1e-5)
