@@ -106,7 +106,7 @@ def run_demo(
     """Run the demo; returns a process exit status (0 when every step answered)."""
     from pydantic import SecretStr
 
-    from cellsearch.cli import follow_job, start_platform
+    from cellsearch.cli import start_platform
     from cellsearch.client import CellSearchClient
     from cellsearch.settings import Settings, get_settings
 
@@ -132,9 +132,7 @@ def run_demo(
     prefix = f"cellsearch-demo-{secrets.token_hex(4)}"
     try:
         say.step("loading the default encoder")
-        from services.search.deps import load_encoder_from
-
-        enc = load_encoder_from(settings)
+        enc = _load_or_build_encoder(say, settings, root)
         say(f"{enc!r}")
 
         say.step("writing the inputs")
@@ -164,13 +162,13 @@ def run_demo(
         client.wait_ready()
 
         say.step("ingesting through SubmitIngestion / WatchJob")
-        for path, study in ((pbmc_path, "zheng2017-pbmc68k"), (atlas_path, "simulated-atlas")):
-            job = client.submit_ingestion(path, study)
-            job = follow_job(client, job.job_id, out=say.out)
-            seconds = sum(job.stage_seconds.values())
-            say(f"{study}: {job.state}, {job.cells_done} cells in {seconds:.1f} s")
+        inputs = [(pbmc_path, "zheng2017-pbmc68k"), *split_by_study(atlas_path, inbox)]
+        jobs = [client.submit_ingestion(path, study) for path, study in inputs]
+        say(f"submitted {len(jobs)} jobs: the real PBMCs and {len(jobs) - 1} simulated studies")
+        for job, (_, study) in zip(jobs, inputs, strict=True):
+            job = _follow(say, client, job.job_id, study, verbose=job is jobs[0])
             if job.state != "SUCCEEDED":
-                say(f"ingestion failed: {job.error_code}: {job.error}")
+                say(f"ingestion of {study} failed: {job.error_code}: {job.error}")
                 return 1
         total, facets = client.stats(by=["tissue", "disease"], top=8)
         say(f"atlas: {total} cells")
@@ -191,6 +189,51 @@ def run_demo(
             say(f"kept {root}")
 
 
+def _load_or_build_encoder(say: _Printer, settings: Any, root: Path) -> Any:
+    """The configured or committed default model; trained here (minutes) when neither exists."""
+    from services.search.deps import load_encoder_from
+
+    try:
+        return load_encoder_from(settings)
+    except FileNotFoundError as exc:
+        if settings.model_dir is not None:
+            raise
+        say(f"{exc}; building it now (encoder.build_default, a few minutes on 2 cores)")
+    from encoder.build_default import build
+
+    return build(root / "model", progress=False)
+
+
+def _follow(say: _Printer, client: Any, job_id: str, study: str, *, verbose: bool) -> Any:
+    """Follow a job: a line per state change when ``verbose``, else one line at its end
+    (readable in logs, unlike a redrawn progress bar)."""
+    last = None
+    for job in client.watch_job(job_id):
+        if verbose and (last is None or job.state != last.state):
+            total = f"/{job.cells_total}" if job.cells_total else ""
+            say(f"  {study}: {str(job.state).lower():<10} {job.cells_done}{total} cells")
+        last = job
+    job = last if last is not None else client.get_job(job_id)
+    stages = ", ".join(f"{k} {v:.1f} s" for k, v in job.stage_seconds.items())
+    say(f"  {study}: {job.state} {job.cells_done} cells ({stages})")
+    return job
+
+
+def split_by_study(atlas_path: Path, folder: Path) -> list[tuple[Path, str]]:
+    """One .h5ad per simulated study: the atlas grows study by study, as a real one does
+    (a job's study id labels every cell it ingests)."""
+    import anndata as ad
+
+    atlas = ad.read_h5ad(atlas_path)
+    out = []
+    for study in sorted(atlas.obs["study_id"].astype(str).unique()):
+        part = atlas[atlas.obs["study_id"].astype(str) == study].copy()
+        path = folder / f"{study}.h5ad"
+        part.write_h5ad(path)
+        out.append((path, study))
+    return out
+
+
 def _fibrosis_query(say: _Printer, client: Any, atlas_path: Path) -> None:
     import anndata as ad
 
@@ -198,26 +241,34 @@ def _fibrosis_query(say: _Printer, client: Any, atlas_path: Path) -> None:
 
     say.step(
         "cells similar to these fibrosis-associated macrophages, only in lung with "
-        "interstitial lung disease (other studies)"
+        "interstitial lung disease"
     )
     obs = ad.read_h5ad(atlas_path, backed="r").obs
     fibrotic = obs[
         (obs["cell_type_ontology_term_id"].astype(str) == FIBROTIC_MACROPHAGE)
         & (obs["disease_ontology_term_id"].astype(str) == ILD)
     ]
+    if fibrotic.empty:
+        say("the simulated atlas holds no labelled fibrotic macrophages; use more --atlas-cells")
+        return
     study = fibrotic["study_id"].astype(str).value_counts().index[0]
     query = list(fibrotic[fibrotic["study_id"].astype(str) == study].index[:QUERY_CELLS])
-    say(f"query: {len(query)} SPP1+ lung interstitial macrophages from study {study}")
-    flt = {
+    say(f"query: {len(query)} SPP1+ lung interstitial macrophages (CL:4033043) of study {study}")
+    flt: dict[str, Any] = {
         "tissues": ["lung"],
         "diseases": ["interstitial lung disease"],
         "exclude_query_studies": True,
     }
     hits, coherence = client.search_centroid(query, k=100, filter=flt)
-    say(f"query coherence {coherence:.2f}; filter {flt}")
+    if hits.empty:
+        say("no other ILD lung study holds cells; searching the query's own study too")
+        flt.pop("exclude_query_studies")
+        hits, coherence = client.search_centroid(query, k=100, filter=flt)
+    say(f"filter {flt}; query coherence {coherence:.2f}")
     say(format_hits(hits, limit=10))
-    say("\n100 nearest by cell type / study:")
-    say(hits["cell_type"].value_counts().to_string())
+    say("\n100 nearest, by label (studies label at different granularity):")
+    for label, n in hits["cell_type"].value_counts().items():
+        say(f"  {n:4d}  {label}")
     for column in ("study_id", "tissue", "disease"):
         say(f"{column}: {', '.join(sorted(set(hits[column])))}")
 
@@ -233,7 +284,8 @@ def _annotate_held_out(say: _Printer, client: Any, held_out: Any) -> None:
         filter={"studies": ["zheng2017-pbmc68k"]},
     )
     truth = held_out.obs["cell_type_ontology_term_id"].astype(str).reindex(ann.index)
-    ann["truth"] = [ontology.label(t) for t in truth]
+    ann["truth"] = [_short(ontology.label(t)) for t in truth]
+    ann["cell_type"] = ann["cell_type"].map(_short)
     exact = (ann["cell_type_id"] == truth.to_numpy()).to_numpy()
     related = np.array(
         [
@@ -252,6 +304,10 @@ def _annotate_held_out(say: _Printer, client: Any, held_out: Any) -> None:
     if high.any():
         share, right = high.mean(), exact[high.to_numpy()].mean()
         say(f"cells with confidence >= 0.8: {share:.0%}, exact label among them {right:.0%}")
+
+
+def _short(label: str, width: int = 30) -> str:
+    return label if len(label) <= width else label[: width - 1] + "…"
 
 
 def _drop_redis_keys(url: str, prefix: str) -> None:

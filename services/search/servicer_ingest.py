@@ -25,6 +25,8 @@ from services.search.status import (
     grpc_errors,
 )
 
+_NO_DEADLINE_S = 365 * 24 * 3600.0
+
 
 def check_ingest_path(path_text: str, allowed_roots: tuple[Path, ...]) -> Path:
     """The resolved path when it exists under an allowed root; a specific error otherwise."""
@@ -88,6 +90,8 @@ class IngestionServicer(pb_grpc.IngestionServicer):
     @grpc_errors
     def WatchJob(self, request: pb.JobRequest, context: grpc.ServicerContext) -> Iterator[pb.Job]:
         timeout = context.time_remaining()
+        if timeout is not None and timeout > _NO_DEADLINE_S:  # no deadline: gRPC says "years"
+            timeout = None
         for job in self.deps.jobs.watch(request.job_id, timeout_s=timeout):
             if not context.is_active():
                 return
