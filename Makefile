@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 STUBS  := cellsearch/v1/cellsearch_pb2.py
 PROTOS := $(wildcard proto/cellsearch/v1/*.proto)
 
-.PHONY: install stubs lint test test-fast clean
+.PHONY: install stubs lint test test-fast clean demo
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH"; exit 1; }
@@ -37,6 +37,12 @@ lint: install
 
 test: lint
 	$(VENV)/bin/pytest
+
+# The platform end to end on this machine: embedded store, gRPC server, ingestion worker
+# (Redis when it answers, a thread otherwise), real PBMCs + a simulated atlas, two queries.
+# Everything it starts and writes is stopped and removed at the end.
+demo: install
+	$(PY) -m cellsearch.cli demo
 
 test-fast: install
 	$(VENV)/bin/pytest -m "not slow"
