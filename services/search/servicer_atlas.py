@@ -83,11 +83,9 @@ class AtlasServicer(pb_grpc.AtlasServicer):
         self, request: pb.GetModelInfoRequest, context: grpc.ServicerContext
     ) -> pb.ModelInfo:
         enc = self.deps.encoder
-        genes = getattr(enc, "genes", ())
-        cell_types = getattr(enc, "cell_types", None) or getattr(enc, "labels", None) or ()
         return pb.ModelInfo(
-            model_version=str(getattr(enc, "model_version", "")),
-            dim=int(getattr(enc, "dim", 128)),
-            n_genes=len(genes),
-            cell_types=[str(c) for c in cell_types],
+            model_version=str(enc.model_version),
+            dim=int(enc.embedding_dim),
+            n_genes=len(enc.genes),
+            cell_types=[str(c) for c in getattr(enc, "labels", ())],
         )

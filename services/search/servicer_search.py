@@ -24,8 +24,7 @@ from services.search.servicer_convert import (
     term_label,
 )
 from services.search.status import grpc_errors
-
-EMBEDDING_DIM = 128
+from vectorstore import DIM as EMBEDDING_DIM
 
 
 def _model_version(deps: ServiceDeps) -> str:
