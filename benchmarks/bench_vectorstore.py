@@ -460,13 +460,15 @@ def report(out: dict) -> str:
         )
     lines += [
         "",
-        f"{'store':10} {'upsert/s':>10} {'build s':>8} {'RSS B/cell':>11} "
-        f"{'disk B/cell':>12} {'segments':>8}",
+        f"{'store':10} {'upsert/s':>10} {'build s':>8} {'RSS B/cell':>11} {'anon':>6} "
+        f"{'file':>6} {'disk B/cell':>12} {'segments':>8}",
     ]
     for c in out["configs"]:
         lines.append(
             f"{'edge ' + c['quantization']:10} {c['upsert_per_s']:10,.0f} {c['build_s']:8.1f} "
-            f"{c['rss_bytes_per_cell']:11.0f} {c['disk_bytes_per_cell']:12.0f} {c['segments']:8d}"
+            f"{c['rss_bytes_per_cell']:11.0f} {c.get('rss_anon_bytes_per_cell', 0):6.0f} "
+            f"{c.get('rss_file_bytes_per_cell', 0):6.0f} {c['disk_bytes_per_cell']:12.0f} "
+            f"{c['segments']:8d}"
         )
     h = out["hnswlib"]
     lines.append(f"hnswlib build (baseline, no payloads): {h['build_s']:.1f} s")

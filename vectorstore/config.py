@@ -25,10 +25,10 @@ class StoreConfig:
 
     dim: int = DIM
     distance: Literal["cosine"] = "cosine"
-    hnsw_m: int = 16
-    hnsw_ef_construct: int = 100
+    hnsw_m: int = 32
+    hnsw_ef_construct: int = 200
     #: ef used at query time unless a query passes its own; raised to k when k is larger.
-    search_ef: int = 128
+    search_ef: int = 256
     #: Per-value graph degree for payload-aware links (None: same as hnsw_m).
     payload_m: int | None = None
     hnsw_payload_fields: tuple[str, ...] = DEFAULT_HNSW_PAYLOAD_FIELDS
@@ -50,7 +50,7 @@ class StoreConfig:
     #: Keyword payload indexes memory-mapped from disk instead of held on the heap: they are
     #: most of a shard's RAM (~500 B/cell for 13 indexed fields), the page cache keeps the hot
     #: parts.
-    payload_index_on_disk: bool = False
+    payload_index_on_disk: bool = True
     #: Target number of segments (0: Qdrant picks from the CPU count).
     segments: int = 0
     #: Search threads of the embedded engine (None: from the CPU count).
