@@ -19,6 +19,20 @@ from pathlib import Path
 BENCH_DIR = Path(__file__).resolve().parent.parent
 REPO_ROOT = BENCH_DIR.parent
 
+# Small sizes for the scripts we know (their defaults are sized for a full run, up to 1M cells).
+# A script not listed here gets the smallest size its --help advertises, or its defaults.
+KNOWN_ARGS: dict[str, list[str]] = {
+    "bench_celldata.py": [
+        "--cells", "20000", "--studies", "8", "--repeats", "1",
+        "--realism-cells", "4000", "--realism-studies", "6",
+    ],
+    "bench_encoder_speed.py": ["--cells", "2048", "--repeats", "1"],
+    "bench_grpc.py": ["--cells", "20000", "--queries", "100", "--clients", "4"],
+    "bench_ingest.py": ["--cells", "20000", "--studies", "4"],
+    "bench_ontology.py": ["--repeats", "3"],
+    "bench_vectorstore.py": ["--size", "tiny", "--queries", "100"],
+}  # fmt: skip
+
 # Flags tried in order against a script's --help text: the first whose flag appears is used.
 _SIZE_FLAGS: tuple[tuple[str, list[str]], ...] = (
     ("--quick", ["--quick"]),
@@ -76,7 +90,7 @@ def run_script(path: Path, out_dir: Path, timeout_s: float = 240.0) -> BenchRun:
         ).stdout
     except subprocess.TimeoutExpired:
         help_text = ""
-    args = size_args(help_text)
+    args = list(KNOWN_ARGS.get(path.name, size_args(help_text)))
     json_path = out_dir / f"{path.stem}.json"
     if "--json" in help_text:
         args += ["--json", str(json_path)]

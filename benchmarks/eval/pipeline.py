@@ -255,17 +255,23 @@ def _headline_legend(cfg: EvalConfig) -> str:
 def _protocol(cfg: EvalConfig) -> str:
     return "\n".join(
         [
-            "- **cellsearch** is inductive: on the simulated atlas its encoder is trained here "
-            "on the reference studies only (no query study, no absent type), "
-            f"{cfg.encoder_epochs} epochs"
+            "- **cellsearch** is inductive: one encoder, the default model's recipe and "
+            "architecture (`encoder.build_default`), is trained here on the reference cells of "
+            "both splits only (simulated reference studies + the PBMC reference half; no query "
+            f"cell, no absent type), {cfg.encoder_epochs} epochs"
             + (f" × {cfg.encoder_steps_per_epoch} steps" if cfg.encoder_steps_per_epoch else "")
-            + "; on PBMC it is the committed default model, which never saw these real cells.",
+            + ". The committed default model is *not* used: it was trained on all 700 PBMCs "
+            "and on the seed-0 atlas, so it would be scored on its own training cells. The "
+            "simulated atlas contains dendritic cells, so the encoder has seen that type even "
+            "though the PBMC reference lacks it.",
+            "- Known-type confidence and absent-type flagging trade off (a method that flags "
+            "everything gets 1.0 on the second and 0.0 on the first): read them with the AUROC.",
             "- **PCA, Harmony, scVI, scanorama** are transductive, as scib runs them: fitted on "
             "reference + query together with the study as batch, so they see the query's "
             f"batches, which cellsearch does not. scVI: {cfg.scvi_epochs} epochs (shortened "
             "for CPU), 30 latent dims, 2 layers.",
-            "- **CellTypist** trains its logistic-regression classifier on the reference "
-            "labels (log1p CP10k) and predicts the query.",
+            "- **CellTypist** trains its default one-vs-rest logistic-regression classifier on "
+            "the reference labels (log1p CP10k) and predicts the query (best match).",
             "- Reference labels come at each study's granularity (fine, medium, coarse), the "
             "truth is the leaf type: exact accuracy is capped below 1 for every method, "
             "the ontology score is not.",

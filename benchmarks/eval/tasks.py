@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from benchmarks.eval import knn, metrics
+from benchmarks.eval.celltypist_compat import default_celltypist_training
 from benchmarks.eval.config import EvalConfig
 from benchmarks.eval.datasets import REF_LABEL, TRUTH, Split
 from benchmarks.eval.metrics import AncestorsFn
@@ -88,8 +89,7 @@ def celltypist_scores(split: Split, cfg: EvalConfig, ancestors: AncestorsFn) -> 
     """CellTypist's logistic-regression classifier trained on the reference labels.
 
     celltypist 1.7.1's default (``LogisticRegression(multi_class="ovr")``) fails on
-    scikit-learn >= 1.8, which removed that argument; its SGD mode (the one it uses for large
-    references) trains the same one-vs-rest logistic model by stochastic gradient and runs.
+    scikit-learn >= 1.8; ``celltypist_compat`` refits exactly that model (not its SGD mode).
     """
     import anndata as ad
     import celltypist
@@ -102,16 +102,13 @@ def celltypist_scores(split: Split, cfg: EvalConfig, ancestors: AncestorsFn) -> 
     # pbmc68k's .raw is log1p CP10k of the full transcriptome cut to 765 genes: rows no longer
     # sum to 10k after expm1, which celltypist's input check rejects; the values are right.
     check = split.counts is not None
-    try:
+    with default_celltypist_training() as shimmed:
         model = celltypist.train(
             train, labels=labels, n_jobs=1, max_iter=200, check_expression=check
         )
-        mode = "logistic regression"
-    except TypeError:
-        model = celltypist.train(
-            train, labels=labels, n_jobs=1, use_SGD=True, check_expression=check
-        )
-        mode = "SGD logistic regression (sklearn>=1.8 rejects the default mode)"
+    mode = "default logistic regression" + (
+        " (one-vs-rest refitted for scikit-learn>=1.8, see celltypist_compat)" if shimmed else ""
+    )
     query_mask = split.is_query
     test = ad.AnnData(split.lognorm[query_mask])
     test.var_names = list(split.genes)
