@@ -276,7 +276,10 @@ def _fibrosis_query(say: _Printer, client: Any, atlas_path: Path) -> None:
 def _annotate_held_out(say: _Printer, client: Any, held_out: Any) -> None:
     import ontology
 
-    say.step(f"annotating {held_out.n_obs} held-out real PBMCs (never ingested)")
+    say.step(
+        f"annotating {held_out.n_obs} held-out real PBMCs (not in the atlas; note the default "
+        "encoder itself was trained on all 700)"
+    )
     ann = client.annotate(
         held_out.X,
         genes=list(held_out.var_names),
