@@ -34,9 +34,9 @@ class Settings(BaseSettings):
     qdrant_api_key: SecretStr | None = None
     collection: str = Field(default="cells", description="Collection (or shard) name.")
     quantization: Literal["none", "int8"] = "int8"
-    hnsw_m: int = Field(default=16, ge=4, le=128)
-    hnsw_ef_construct: int = Field(default=100, ge=8, le=1024)
-    search_ef: int = Field(default=128, ge=8, le=4096)
+    hnsw_m: int = Field(default=32, ge=4, le=128)
+    hnsw_ef_construct: int = Field(default=200, ge=8, le=1024)
+    search_ef: int = Field(default=256, ge=8, le=4096)
 
     # --- broker -------------------------------------------------------------
     redis_url: str = "redis://127.0.0.1:6379/0"
