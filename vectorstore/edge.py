@@ -26,8 +26,8 @@ from vectorstore.config import INDEXED_FIELDS, StoreConfig
 from vectorstore.types import PAYLOAD_FIELDS, CellRecord, Hit, SearchFilter, point_id
 
 UPSERT_BATCH = 4096
-#: Payload fields that differ from cell to cell; the rest is shared by a sample's cells.
-CELL_LEVEL_FIELDS = ("cell_id", "cell_type_id", "cell_type_ancestors")
+#: Payload fields that differ from cell to cell; the rest is shared by a sample's cells of one type.
+CELL_LEVEL_FIELDS = ("cell_id",)
 SCROLL_PAGE = 1024
 
 
@@ -99,33 +99,109 @@ class EdgeStore:
 
     # -- writes -------------------------------------------------------------
     def upsert(self, records: Sequence[CellRecord]) -> None:
-        """Write points with their per-cell fields, then each shared payload once per group.
+        """Write points with only their ``cell_id``, then each shared payload once per group.
 
-        qdrant-edge 0.9 converts a payload at ~30 us per value, which made full per-point
-        payloads the bottleneck (~2.4k points/s). Cells of one sample share most fields, so
-        those go in one ``set_payload`` per distinct group. The point upsert replaces any old
-        payload first, so re-ingesting with changed metadata leaves no stale field. Between
-        the two writes a point lacks its shared fields (filters skip it); a crash there is
-        repaired by re-running the idempotent upsert.
+        qdrant-edge 0.9 converts a payload at ~30 us per value when a ``Point`` is built, which
+        made full per-point payloads the bottleneck (~2.4k points/s). Every field but
+        ``cell_id`` is shared by the cells of one sample and cell type, so those go in one
+        ``set_payload`` per distinct group. The point upsert replaces any old payload first,
+        so re-ingesting with changed metadata leaves no stale field. Between the two writes a
+        point lacks its shared fields (filters skip it); a crash there is repaired by
+        re-running the idempotent upsert.
         """
         unique = dedupe_records(records)
-        for start in range(0, len(unique), UPSERT_BATCH):
-            batch = unique[start : start + UPSERT_BATCH]
-            points = []
-            groups: dict[tuple, tuple[dict, list[str]]] = {}
-            for r in batch:
-                full = r.full_payload()
-                own = {k: full[k] for k in CELL_LEVEL_FIELDS if k in full}
-                shared = {k: v for k, v in full.items() if k not in CELL_LEVEL_FIELDS}
-                points.append(qe.Point(r.point_id, r.vector.tolist(), own))
-                key = tuple(
-                    (k, tuple(v) if isinstance(v, list) else v) for k, v in sorted(shared.items())
+        ids = [r.point_id for r in unique]
+        cells = [r.cell_id for r in unique]
+        vectors = [r.vector for r in unique]
+        payloads: list[dict] = []
+        index: dict[tuple, int] = {}
+        group = np.empty(len(unique), dtype=np.int64)
+        for i, r in enumerate(unique):
+            shared = {k: v for k, v in r.full_payload().items() if k not in CELL_LEVEL_FIELDS}
+            key = tuple(
+                (k, tuple(v) if isinstance(v, list) else v) for k, v in sorted(shared.items())
+            )
+            g = index.get(key)
+            if g is None:
+                g = index[key] = len(payloads)
+                payloads.append(shared)
+            group[i] = g
+        self._write(ids, cells, vectors, payloads, group)
+
+    def upsert_grouped(
+        self,
+        dataset_id: str,
+        cell_ids: Sequence[str],
+        vectors: np.ndarray,
+        payloads: Sequence[dict],
+        group: np.ndarray,
+    ) -> None:
+        """The bulk form of :meth:`upsert` for one dataset: no :class:`CellRecord` per cell.
+
+        Cell ``i`` gets ``payloads[group[i]]`` plus its ``dataset_id`` and ``cell_id``: the
+        stored points, ids and checks are exactly those of ``upsert`` with the same records
+        (a repeated cell id: the last wins), at a fraction of the Python cost per cell, which
+        is what bulk ingestion spends its time on.
+        """
+        cells = [str(c) for c in cell_ids]
+        mat = np.asarray(vectors, dtype=np.float32)
+        group = np.asarray(group, dtype=np.int64)
+        if mat.shape != (len(cells), self.config.dim) or group.shape != (len(cells),):
+            msg = (
+                f"upsert_grouped: {len(cells)} cell ids need a ({len(cells)}, {self.config.dim}) "
+                f"vector matrix and {len(cells)} group indexes, got {mat.shape} and {group.shape}"
+            )
+            raise ValueError(msg)
+        bad = ~np.isfinite(mat).all(axis=1) | ~mat.any(axis=1)
+        if bad.any():
+            cell = cells[int(np.flatnonzero(bad)[0])]
+            msg = f"cell {cell!r}: vector is zero or not finite; cosine needs a direction"
+            raise ValueError(msg)
+        shared = []
+        for p in payloads:
+            if p.get("dataset_id", dataset_id) != dataset_id:
+                msg = (
+                    f"upsert_grouped: payload dataset_id={p['dataset_id']!r} disagrees with "
+                    f"the dataset {dataset_id!r} being written"
                 )
-                groups.setdefault(key, (shared, []))[1].append(r.point_id)
+                raise ValueError(msg)
+            shared.append(
+                {**{k: v for k, v in p.items() if k != "cell_id"}, "dataset_id": dataset_id}
+            )
+        keep = _last_of_each(cells)
+        if keep is not None:
+            cells = [cells[i] for i in keep]
+            mat, group = mat[keep], group[keep]
+        ids = [point_id(dataset_id, c) for c in cells]
+        self._write(ids, cells, mat, shared, group)
+
+    def _write(
+        self,
+        ids: Sequence[str],
+        cells: Sequence[str],
+        vectors: Sequence[np.ndarray] | np.ndarray,
+        payloads: Sequence[dict],
+        group: np.ndarray,
+    ) -> None:
+        for start in range(0, len(ids), UPSERT_BATCH):
+            stop = start + UPSERT_BATCH
+            batch_ids = ids[start:stop]
+            rows = np.asarray(vectors[start:stop], dtype=np.float32).tolist()
+            points = [
+                qe.Point(pid, row, {"cell_id": cell})
+                for pid, row, cell in zip(batch_ids, rows, cells[start:stop], strict=True)
+            ]
             self._shard.update(qe.UpdateOperation.upsert_points(points))
-            for shared, ids in groups.values():
-                if shared:
-                    self._shard.update(qe.UpdateOperation.set_payload(ids, shared))
+            batch_group = group[start:stop]
+            order = np.argsort(batch_group, kind="stable")
+            bounds = np.flatnonzero(np.diff(batch_group[order])) + 1
+            for members in np.split(order, bounds):
+                if members.size and payloads[int(batch_group[members[0]])]:
+                    self._shard.update(
+                        qe.UpdateOperation.set_payload(
+                            [batch_ids[i] for i in members], payloads[int(batch_group[members[0]])]
+                        )
+                    )
 
     def delete_dataset(self, dataset_id: str) -> int:
         flt = SearchFilter(must={"dataset_id": [dataset_id]})
@@ -242,3 +318,11 @@ class EdgeStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _last_of_each(cells: Sequence[str]) -> np.ndarray | None:
+    """Row indexes keeping the last occurrence of each repeated cell id (None: no repeats)."""
+    if len(set(cells)) == len(cells):
+        return None
+    last = {c: i for i, c in enumerate(cells)}
+    return np.fromiter(sorted(last.values()), dtype=np.int64, count=len(last))

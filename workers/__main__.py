@@ -6,8 +6,6 @@ import argparse
 import logging
 from collections.abc import Sequence
 
-from workers.app import DEFAULT_VISIBILITY_TIMEOUT_S
-
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     """The worker's options (``cellsearch worker`` reuses them)."""
@@ -30,8 +28,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument(
         "--visibility-timeout",
         type=float,
-        default=DEFAULT_VISIBILITY_TIMEOUT_S,
-        help="seconds before Redis redelivers a job whose worker died",
+        default=None,
+        help="seconds before Redis redelivers a job whose worker died "
+        "(default: CELLSEARCH_INGEST_VISIBILITY_TIMEOUT_S)",
     )
     parser.add_argument("--loglevel", default="INFO")
     parser.add_argument("--hostname", default=None)

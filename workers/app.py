@@ -20,24 +20,35 @@ from cellsearch.jobs import DEFAULT_QUEUE, INGEST_QUEUE, INGEST_TASK
 from cellsearch.settings import Settings, get_settings
 from workers.tasks import DELETE_TASK, register_tasks
 
-#: Seconds an unacknowledged message stays invisible before Redis redelivers it. A job killed
-#: with its worker is retried after this long; a job *running* longer than this is handed to a
-#: second worker too (harmless: both write the same points, the first to finish wins), so it
-#: should exceed a typical job. Tests pass a few seconds.
-DEFAULT_VISIBILITY_TIMEOUT_S = 3600.0
-DEFAULT_SOFT_TIME_LIMIT_S = 6 * 3600.0
-DEFAULT_TIME_LIMIT_S = DEFAULT_SOFT_TIME_LIMIT_S + 300.0
+# ``settings.ingest_visibility_timeout_s``: seconds an unacknowledged message stays invisible
+# before Redis redelivers it. A job killed with its worker is retried after this long; a job
+# *running* longer than this is handed to a second worker too (harmless: both write the same
+# points, the first to finish wins), so it should exceed a typical job. Tests pass a few seconds.
+
+#: The soft time limit falls this long before the hard one.
+SOFT_LIMIT_MARGIN_S = 300.0
 
 
 def make_celery(
     settings: Settings,
     *,
-    visibility_timeout_s: float = DEFAULT_VISIBILITY_TIMEOUT_S,
-    soft_time_limit_s: float = DEFAULT_SOFT_TIME_LIMIT_S,
-    time_limit_s: float = DEFAULT_TIME_LIMIT_S,
+    visibility_timeout_s: float | None = None,
+    soft_time_limit_s: float | None = None,
+    time_limit_s: float | None = None,
     name: str = "cellsearch",
 ) -> Celery:
-    """A Celery app on ``settings.redis_url`` with the ingestion task registered."""
+    """A Celery app on ``settings.redis_url`` with the ingestion task registered.
+
+    Unset limits come from settings: ``ingest_visibility_timeout_s`` and
+    ``ingest_time_limit_s`` (the soft limit 5 minutes before it, so a job can record its
+    failure before the hard kill).
+    """
+    if visibility_timeout_s is None:
+        visibility_timeout_s = settings.ingest_visibility_timeout_s
+    if time_limit_s is None:
+        time_limit_s = settings.ingest_time_limit_s
+    if soft_time_limit_s is None:
+        soft_time_limit_s = max(time_limit_s - SOFT_LIMIT_MARGIN_S, time_limit_s * 0.9)
     app = Celery(name, broker=settings.redis_url, backend=settings.redis_url, set_as_current=False)
     transport = {
         "visibility_timeout": visibility_timeout_s,

@@ -193,21 +193,64 @@ class PayloadBuilder:
                 return np.full(n, self._job.metadata[col], dtype=object)
         return np.full(n, "", dtype=object)
 
-    def records(self, obs: pd.DataFrame, vectors: np.ndarray) -> list[CellRecord]:
-        dataset_id = self._job.dataset_id
+    def groups(self, obs: pd.DataFrame) -> PayloadGroups:
+        """The chunk's cells as (cell ids, distinct payloads, each cell's payload index).
+
+        Cells of one sample and cell type share every field but ``cell_id``, so a chunk of
+        thousands of cells has a few dozen distinct payloads: each is built (and its
+        ancestor lists looked up) once, with the grouping done on integer codes.
+        """
         cell_ids = obs.index.astype(str).to_numpy(dtype=object)
         columns = {name: self.column(obs, name) for name in OBS_COLUMNS}
-        lists = {
-            TERM_FIELDS[name]: [self.ancestors_of(t) for t in columns[name]] for name in TERM_FIELDS
-        }
-        out: list[CellRecord] = []
-        for i, cell_id in enumerate(cell_ids):
-            payload: dict[str, str | list[str]] = {n: str(v[i]) for n, v in columns.items()}
-            for list_field, values in lists.items():
-                payload[list_field] = values[i]
+        key = np.zeros(len(obs), dtype=np.int64)
+        for values in columns.values():
+            codes, uniques = pd.factorize(values)
+            key = key * (len(uniques) + 1) + codes
+            key, _ = pd.factorize(key)  # keep the combined code small
+        group = key  # codes 0..k-1 in order of first appearance
+        first = np.unique(group, return_index=True)[1]
+        payloads: list[dict[str, str | list[str]]] = []
+        for row in first:
+            payload: dict[str, str | list[str]] = {n: str(v[row]) for n, v in columns.items()}
+            for name, list_field in TERM_FIELDS.items():
+                payload[list_field] = self.ancestors_of(str(columns[name][row]))
             payload["model_version"] = self._model_version
-            out.append(CellRecord(dataset_id, str(cell_id), vectors[i], payload))
-        return out
+            payloads.append(payload)
+        return PayloadGroups(cell_ids=cell_ids, payloads=payloads, group=group)
+
+    def records(self, obs: pd.DataFrame, vectors: np.ndarray) -> list[CellRecord]:
+        """One :class:`CellRecord` per cell (for stores without a grouped bulk write)."""
+        found = self.groups(obs)
+        dataset_id = self._job.dataset_id
+        return [
+            CellRecord(dataset_id, str(cell_id), vectors[i], dict(found.payloads[g]))
+            for i, (cell_id, g) in enumerate(zip(found.cell_ids, found.group, strict=True))
+        ]
+
+
+@dataclass(frozen=True)
+class PayloadGroups:
+    """A chunk's payloads, grouped: cell ``i`` carries ``payloads[group[i]]``."""
+
+    cell_ids: np.ndarray
+    payloads: list[dict[str, str | list[str]]]
+    group: np.ndarray
+
+
+def write_chunk(
+    store: CellStore, dataset_id: str, found: PayloadGroups, vectors: np.ndarray
+) -> None:
+    """Upsert a chunk through the store's grouped bulk write when it has one (embedded)."""
+    bulk = getattr(store, "upsert_grouped", None)
+    if callable(bulk):
+        bulk(dataset_id, list(found.cell_ids), vectors, found.payloads, found.group)
+        return
+    store.upsert(
+        [
+            CellRecord(dataset_id, str(cell_id), vectors[i], dict(found.payloads[g]))
+            for i, (cell_id, g) in enumerate(zip(found.cell_ids, found.group, strict=True))
+        ]
+    )
 
 
 # ------------------------------------------------------------------------------ embedding
@@ -327,9 +370,9 @@ def _run(
             return _cancel(job, jobs=jobs, store=store)
         vectors = embed(chunk.X, chunk.var_names, timer)
         started = timer.clock()
-        records = payloads.records(chunk.obs, vectors)
+        found = payloads.groups(chunk.obs)
         started = timer.add("payload", started)
-        store.upsert(records)
+        write_chunk(store, job.dataset_id, found, vectors)
         timer.add("upsert", started)
         job = jobs.update(
             job.job_id,

@@ -24,6 +24,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+import numpy as np
+import scipy.sparse as sp
+
 from cellsearch.jobs import (
     DEFAULT_QUEUE,
     INGEST_QUEUE,
@@ -36,7 +39,7 @@ from cellsearch.jobs import (
 from cellsearch.settings import Settings
 from vectorstore import CellStore, StoreConfig, open_store
 from workers import pipeline
-from workers.app import DEFAULT_VISIBILITY_TIMEOUT_S, make_celery
+from workers.app import make_celery
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -69,11 +72,12 @@ class Resources:
 
 
 def ingest_options(settings: Settings, **overrides: Any) -> pipeline.IngestOptions:
-    """Pipeline knobs from settings (chunk size, batch size, allowed roots)."""
+    """Pipeline knobs from settings (chunk size, batch size, allowed roots, HNSW build)."""
     base = pipeline.IngestOptions(
         allowed_roots=tuple(settings.allowed_roots),
         chunk_cells=settings.ingest_chunk_cells,
         embed_batch_size=settings.embed_batch_size,
+        optimize=settings.ingest_optimize,
     )
     return replace(base, **overrides)
 
@@ -145,6 +149,19 @@ def warm_ontologies(settings: Settings) -> None:
         ontology.get_ontology(kind, cache_dir=settings.ontology_cache_dir)
 
 
+def warm_encoder(encoder: pipeline.Encoder) -> None:
+    """Embed a few cells now, so the first job does not pay for compiling the CPU kernel.
+
+    The sparse embedder's numba kernel compiles on its first call (seconds, ~15 s on a busy
+    2-core machine); a worker does that once at start-up instead of inside a job.
+    """
+    genes = list(encoder.genes)
+    rng = np.random.default_rng(0)
+    x = sp.random(8, len(genes), density=0.05, format="csr", random_state=rng, dtype=np.float32)
+    x.data = np.ceil(x.data * 10)
+    encoder.embed(x, gene_names=genes, batch_size=8)
+
+
 def open_resources(
     settings: Settings,
     *,
@@ -160,6 +177,7 @@ def open_resources(
     if encoder is None:
         encoder = load_encoder(settings, device=device or resolve_device(settings))
     warm_ontologies(settings)
+    warm_encoder(encoder)
     if store is None:
         store = open_settings_store(settings)
     return Resources(
@@ -235,7 +253,7 @@ def run_worker(
     concurrency: int | None = None,
     queues: Sequence[str] = QUEUES,
     pool: Pool | None = None,
-    visibility_timeout_s: float = DEFAULT_VISIBILITY_TIMEOUT_S,
+    visibility_timeout_s: float | None = None,
     loglevel: str = "INFO",
     hostname: str | None = None,
 ) -> int:
@@ -293,7 +311,7 @@ def start_worker_thread(
     jobs: JobStore,
     concurrency: int = 1,
     queues: Sequence[str] = QUEUES,
-    visibility_timeout_s: float = DEFAULT_VISIBILITY_TIMEOUT_S,
+    visibility_timeout_s: float | None = None,
     ready_timeout_s: float = 30.0,
     loglevel: str = "WARNING",
 ) -> WorkerHandle:
