@@ -18,7 +18,7 @@ from kombu import Queue
 
 from cellsearch.jobs import DEFAULT_QUEUE, INGEST_QUEUE, INGEST_TASK
 from cellsearch.settings import Settings, get_settings
-from workers.tasks import DELETE_TASK, register_tasks
+from workers.tasks import DELETE_TASK, OPTIMIZE_TASK, register_tasks
 
 # ``settings.ingest_visibility_timeout_s``: seconds an unacknowledged message stays invisible
 # before Redis redelivers it. A job killed with its worker is retried after this long; a job
@@ -64,6 +64,7 @@ def make_celery(
         task_routes={
             INGEST_TASK: {"queue": INGEST_QUEUE},
             DELETE_TASK: {"queue": DEFAULT_QUEUE},
+            OPTIMIZE_TASK: {"queue": DEFAULT_QUEUE},
         },
         task_acks_late=True,
         task_reject_on_worker_lost=True,

@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 DELETE_TASK = "cellsearch.delete_dataset"
 """Celery task name that deletes a dataset (points and registry entry) where the store lives."""
 
+OPTIMIZE_TASK = "cellsearch.optimize_store"
+"""Celery task name that builds the HNSW index of the store (after a bulk load)."""
 
 MAX_RETRIES = 8
 RETRY_BASE_S = 2.0
@@ -87,8 +89,20 @@ def run_delete(task: Task, dataset_id: str) -> dict[str, Any]:
     return {"dataset_id": dataset_id, "removed": removed}
 
 
+def run_optimize(task: Task) -> dict[str, Any]:
+    """Build the HNSW index where the store lives (the deferred step of a bulk load)."""
+    import time
+
+    from workers.runtime import resources_for
+
+    resources = resources_for(task.app)
+    started = time.perf_counter()
+    resources.store.optimize()
+    return {"seconds": round(time.perf_counter() - started, 3)}
+
+
 def register_tasks(app: Celery) -> None:
-    """Register the ingestion and delete tasks on ``app`` under their public names."""
+    """Register the ingestion, delete and optimize tasks on ``app`` under their public names."""
 
     @app.task(
         name=INGEST_TASK,
@@ -104,3 +118,7 @@ def register_tasks(app: Celery) -> None:
     @app.task(name=DELETE_TASK, bind=True, shared=False, acks_late=True)
     def delete_dataset(self: Task, dataset_id: str) -> dict[str, Any]:
         return run_delete(self, dataset_id)
+
+    @app.task(name=OPTIMIZE_TASK, bind=True, shared=False, acks_late=True)
+    def optimize_store(self: Task) -> dict[str, Any]:
+        return run_optimize(self)

@@ -113,3 +113,24 @@ def _accept(path, vocabulary):
     from workers.pipeline import ValidationSummary
 
     return ValidationSummary(20, len(vocabulary), len(vocabulary))
+
+
+def test_limits_and_index_build_come_from_settings(settings) -> None:
+    from workers.runtime import ingest_options
+    from workers.tasks import OPTIMIZE_TASK
+
+    custom = settings.model_copy(
+        update={
+            "ingest_visibility_timeout_s": 11.0,
+            "ingest_time_limit_s": 1000.0,
+            "ingest_optimize": False,
+        }
+    )
+    app = make_celery(custom)
+    assert app.conf.broker_transport_options["visibility_timeout"] == 11.0
+    assert app.conf.task_time_limit == 1000.0
+    assert app.conf.task_soft_time_limit == 900.0
+    assert app.conf.task_routes[OPTIMIZE_TASK] == {"queue": "default"}
+    assert OPTIMIZE_TASK in app.tasks
+    assert ingest_options(custom).optimize is False
+    assert ingest_options(settings).optimize is settings.ingest_optimize
