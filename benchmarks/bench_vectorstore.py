@@ -32,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -308,6 +308,79 @@ def build_store(atlas: Atlas, path: Path, cfg: StoreConfig, batch: int, log) -> 
     return {"upsert_s": upsert_s, "build_s": build_s, "info": info}
 
 
+def reuse_or_build(atlas: Atlas, path: Path, cfg: StoreConfig, batch: int, log) -> dict:
+    """Build the shard, or reuse one a previous run left at ``path`` with the same cells.
+
+    A 1M-cell build takes tens of minutes on 2 cores; ``--store-dir`` keeps the shard and
+    its build figures so later runs (other query-time variants) skip it.
+    """
+    meta = path / "build.json"
+    n = len(atlas.x)
+    if meta.is_file():
+        res = json.loads(meta.read_text())
+        if res.get("cells") == n:
+            log(f"    reusing the shard at {path} (built in {res['build_s']:.1f} s)")
+            return res
+        msg = f"{path} holds a shard of {res.get('cells')} cells, not {n}; pick another dir"
+        raise SystemExit(msg)
+    if path.exists():
+        shutil.rmtree(path)  # an interrupted build: start again
+    res = build_store(atlas, path, cfg, batch, log)
+    res["cells"] = n
+    meta.write_text(json.dumps(res))
+    return res
+
+
+def hnswlib_index(atlas: Atlas, root: Path, args: argparse.Namespace, log):
+    """hnswlib over every cell (the post-filter baseline), saved beside a persistent shard."""
+    import hnswlib
+
+    n = len(atlas.x)
+    m = args.hnswlib_m or args.m
+    efc = args.hnswlib_ef_construct or args.ef_construct
+    hidx = hnswlib.Index(space="cosine", dim=DIM)
+    saved = root / f"hnswlib-{n}-m{m}-efc{efc}.bin"
+    meta = saved.with_suffix(".json")
+    if args.store_dir is not None and saved.is_file() and meta.is_file():
+        hidx.load_index(str(saved), max_elements=n)
+        build_s = json.loads(meta.read_text())["build_s"]
+        log(f"  hnswlib loaded from {saved} (built in {build_s:.1f} s)")
+    else:
+        t0 = time.perf_counter()
+        hidx.init_index(max_elements=n, M=m, ef_construction=efc)
+        hidx.set_num_threads(2)
+        hidx.add_items(atlas.x, np.arange(n))
+        build_s = time.perf_counter() - t0
+        if args.store_dir is not None:
+            hidx.save_index(str(saved))
+            meta.write_text(json.dumps({"build_s": build_s}))
+    hidx.set_num_threads(1)
+    kprime = min(n, args.post_k)
+    hidx.set_ef(max(kprime, args.ef))
+    log(f"  hnswlib m={m} ef_construct={efc} in {build_s:.1f} s (post-filter k'={kprime})")
+    return hidx, {"build_s": build_s, "k_prime": kprime, "m": m, "ef_construct": efc}
+
+
+def edge_variants(base: StoreConfig, spec: str) -> list[tuple[str, StoreConfig]]:
+    """Query-time variants measured on the same shard: ``default``, ``acorn=0.1``, ``ef=512``."""
+    out = []
+    for item in (v.strip() for v in spec.split(",")):
+        if not item:
+            continue
+        if item == "default":
+            out.append(("qdrant-edge", base))
+        elif item.startswith("acorn="):
+            sel = float(item.split("=", 1)[1])
+            out.append((f"qdrant-edge acorn<{sel:g}", replace(base, acorn_max_selectivity=sel)))
+        elif item.startswith("ef="):
+            ef = int(item.split("=", 1)[1])
+            out.append((f"qdrant-edge ef={ef}", replace(base, search_ef=ef)))
+        else:
+            msg = f"unknown variant {item!r}; use default, acorn=<max selectivity> or ef=<int>"
+            raise SystemExit(msg)
+    return out
+
+
 def run(args: argparse.Namespace) -> dict:
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
@@ -329,7 +402,12 @@ def run(args: argparse.Namespace) -> dict:
     )
     del qs
 
-    root = Path(tempfile.mkdtemp(prefix="bench-vs-", dir=args.workdir))
+    persistent = args.store_dir is not None
+    if persistent:
+        root = Path(args.store_dir)
+        root.mkdir(parents=True, exist_ok=True)
+    else:
+        root = Path(tempfile.mkdtemp(prefix="bench-vs-", dir=args.workdir))
     payload_fields = tuple(f for f in args.payload_fields.split(",") if f)
     out: dict = {"cells": n, "k": k, "queries": args.queries, "configs": [], "selectivity": []}
     try:
@@ -350,7 +428,7 @@ def run(args: argparse.Namespace) -> dict:
                 f"  qdrant-edge ({quant}): m={args.m} ef_construct={args.ef_construct} "
                 f"payload-aware fields={list(payload_fields) or 'none'}"
             )
-            res = build_store(atlas, path, cfg, args.batch, log)
+            res = reuse_or_build(atlas, path, cfg, args.batch, log)
             shard = path / "cells"
             np.save(root / "q.npy", queries[: min(50, len(queries))])
             child = subprocess.run(
@@ -377,24 +455,14 @@ def run(args: argparse.Namespace) -> dict:
             stores[quant] = path
             log(f"    built in {res['build_s']:.1f} s, {rec['rss_bytes_per_cell']:.0f} B/cell RSS")
 
-        import hnswlib
-
-        t0 = time.perf_counter()
-        hidx = hnswlib.Index(space="cosine", dim=DIM)
-        hidx.init_index(max_elements=n, M=args.m, ef_construction=args.ef_construct)
-        hidx.set_num_threads(2)
-        hidx.add_items(atlas.x, np.arange(n))
-        hnsw_build = time.perf_counter() - t0
-        hidx.set_num_threads(1)
-        kprime = min(n, args.post_k)
-        hidx.set_ef(max(kprime, args.ef))
-        out["hnswlib"] = {"build_s": hnsw_build, "k_prime": kprime}
-        log(f"  hnswlib built in {hnsw_build:.1f} s (post-filter k'={kprime})")
+        hidx, out["hnswlib"] = hnswlib_index(atlas, root, args, log)
+        kprime = out["hnswlib"]["k_prime"]
 
         store = open_store(
             path=stores["int8"],
             config=StoreConfig(search_ef=args.ef, acorn_max_selectivity=args.acorn),
         )
+        variants = edge_variants(store.config, args.variants)
         for case in cases:
             truth = [set(exact_search(atlas.x, q, case.mask, k).tolist()) for q in queries]
             rows = {}
@@ -405,15 +473,17 @@ def run(args: argparse.Namespace) -> dict:
                 exact_search(atlas.x, q, case.mask, k)
                 lat.append((time.perf_counter() - t) * 1e3)
             rows["exact numpy"] = (lat, 1.0)
-            # qdrant-edge filtered HNSW
-            lat, rec = [], []
-            for q, tr in zip(queries, truth, strict=True):
-                t = time.perf_counter()
-                (hits,) = store.search(q, k, case.flt)
-                lat.append((time.perf_counter() - t) * 1e3)
-                got = {int(h.cell_id[1:]) for h in hits}
-                rec.append(len(got & tr) / len(tr))
-            rows["qdrant-edge"] = (lat, float(np.mean(rec)))
+            # qdrant-edge filtered HNSW, once per query-time variant
+            for label, vcfg in variants:
+                store.config = vcfg
+                lat, rec = [], []
+                for q, tr in zip(queries, truth, strict=True):
+                    t = time.perf_counter()
+                    (hits,) = store.search(q, k, case.flt)
+                    lat.append((time.perf_counter() - t) * 1e3)
+                    got = {int(h.cell_id[1:]) for h in hits}
+                    rec.append(len(got & tr) / len(tr))
+                rows[label] = (lat, float(np.mean(rec)))
             # hnswlib k' then filter
             lat, rec = [], []
             for q, tr in zip(queries, truth, strict=True):
@@ -437,7 +507,7 @@ def run(args: argparse.Namespace) -> dict:
             log(f"  {case.name}: {case.selectivity:.4%} done")
         store.close()
     finally:
-        if not args.keep:
+        if not (args.keep or persistent):
             shutil.rmtree(root, ignore_errors=True)
     return out
 
@@ -471,7 +541,10 @@ def report(out: dict) -> str:
             f"{c['segments']:8d}"
         )
     h = out["hnswlib"]
-    lines.append(f"hnswlib build (baseline, no payloads): {h['build_s']:.1f} s")
+    lines.append(
+        f"hnswlib build (baseline, no payloads, m={h.get('m')} "
+        f"ef_construct={h.get('ef_construct')}): {h['build_s']:.1f} s"
+    )
     lines.append(
         "RSS: growth of a fresh process that opens the shard and runs 100 queries (anon: heap, "
         "the RAM it needs; file: mapped pages the kernel may drop), incl. fixed costs such as "
@@ -502,6 +575,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-float", action="store_true", help="build only the int8 store")
     parser.add_argument("--workdir", default=None, help="where shards are built (default /tmp)")
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument(
+        "--store-dir",
+        default=None,
+        help="keep the shard and hnswlib index here and reuse them on the next run",
+    )
+    parser.add_argument(
+        "--variants",
+        default="default",
+        help="query-time qdrant-edge series on the same shard, e.g. default,acorn=0.1,ef=512",
+    )
+    parser.add_argument("--hnswlib-m", type=int, default=None, help="baseline graph (default --m)")
+    parser.add_argument("--hnswlib-ef-construct", type=int, default=None)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument(
         "--measure-rss", nargs=2, metavar=("STORE", "QUERIES"), help=argparse.SUPPRESS

@@ -92,7 +92,7 @@ class EdgeStore:
                 params = qe.KeywordIndexParams(
                     enable_hnsw=name in self.config.hnsw_payload_fields,
                     is_tenant=False,
-                    on_disk=self.config.payload_index_on_disk,
+                    on_disk=self.config.index_on_disk(name),
                 )
                 self._shard.update(qe.UpdateOperation.create_field_index(name, params))
         self._closed = False

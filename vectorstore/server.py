@@ -119,7 +119,7 @@ class QdrantServerStore:
                     qm.KeywordIndexParams(
                         type=qm.KeywordIndexType.KEYWORD,
                         enable_hnsw=name in cfg.hnsw_payload_fields,
-                        on_disk=cfg.payload_index_on_disk,
+                        on_disk=cfg.index_on_disk(name),
                     ),
                     wait=True,
                 )

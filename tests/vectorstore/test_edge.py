@@ -79,3 +79,44 @@ def test_payload_indexes_on_disk_filter_the_same(fast_tmp, atlas_factory):
         assert store.facet("study_id", flt) == {"study0": 8, "study1": 6, "study2": 6}
     finally:
         store.close()
+
+
+def _index_on_disk(shard_dir) -> dict[str, bool]:
+    """What the engine recorded per indexed field in each segment (all segments agree)."""
+    import json
+
+    seen: dict[str, bool] = {}
+    for cfg in shard_dir.glob("segments/*/payload_index/config.json"):
+        for name, params in json.loads(cfg.read_text())["indexed_fields"].items():
+            assert seen.setdefault(name, params["on_disk"]) == params["on_disk"]
+    return seen
+
+
+def test_heap_index_fields_stay_on_the_heap_and_filter_the_same(fast_tmp, atlas_factory):
+    atlas = atlas_factory(n_per_type=10, seed=7)
+    heap = ("cell_type_id", "tissue_id")
+    store = open_store(path=fast_tmp, config=StoreConfig(heap_index_fields=heap))
+    try:
+        store.upsert(atlas)
+        on_disk = _index_on_disk(store.path)
+        assert on_disk, "no segment recorded its payload indexes"
+        assert {f for f, disk in on_disk.items() if not disk} == set(heap)
+        flt = SearchFilter(
+            must={
+                "cell_type_id": ["CL:0000624", "CL:0000625"],
+                "tissue_ancestors": ["UBERON:0002048"],
+            }
+        )
+        expected = sum(flt.matches(r.full_payload()) for r in atlas)
+        assert expected > 0
+        assert store.count(flt) == expected
+        (hits,) = store.search(atlas[0].vector, k=50, filter=flt)
+        assert len(hits) == expected
+        assert all(flt.matches(h.payload) for h in hits)
+    finally:
+        store.close()
+
+
+def test_heap_index_fields_must_be_known():
+    with pytest.raises(ValueError, match="heap_index_fields has unknown fields"):
+        StoreConfig(heap_index_fields=("tissue",))
