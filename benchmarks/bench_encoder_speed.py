@@ -7,12 +7,18 @@ their ratio and the largest difference between the two embeddings. Also prints t
 layers alone (the ceiling for any first-layer trick). With ``--cuda`` and a GPU present,
 adds the GPU dense path (sparse host->device copy, densified on the device).
 
+Also prints where the sparse path's time goes (log-normalisation of raw counts, the first
+layer, the hidden layers), process CPU time next to wall time (on a shared, overloaded machine
+cells per CPU-second compare kernels more fairly than wall time), the load average, the
+optional dense/sparse split (``--dense-threshold``), and the error bf16 weights would cost.
+
     python benchmarks/bench_encoder_speed.py --cells 8192 --repeats 3 --threads 2
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -21,6 +27,7 @@ import scipy.sparse as sp
 import torch
 
 from encoder.config import EncoderConfig
+from encoder.data import log_normalize
 from encoder.module import Encoder
 from encoder.sparse import SparseEmbedder
 
@@ -52,13 +59,26 @@ def randomize_batchnorm(module: torch.nn.Module) -> None:
                 m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
 
 
-def timed(fn, repeats: int) -> tuple[float, object]:
-    out, times = None, []
+def timed(fn, repeats: int) -> tuple[float, object, float]:
+    """Median wall seconds, the last output, median process CPU seconds."""
+    out, times, cpu = None, [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, cpu0 = time.perf_counter(), time.process_time()
         out = fn()
         times.append(time.perf_counter() - start)
-    return statistics.median(times), out
+        cpu.append(time.process_time() - cpu0)
+    return statistics.median(times), out, statistics.median(cpu)
+
+
+def bf16_error(enc: Encoder, x: sp.csr_matrix) -> float:
+    """Max embedding difference when the first layer's weights are rounded to bf16."""
+    rounded = Encoder(enc.config).eval()
+    rounded.load_state_dict(enc.state_dict())
+    with torch.no_grad():
+        w = rounded.first_linear().weight
+        w.copy_(w.bfloat16().float())
+        dense = torch.from_numpy(x.toarray())
+        return float((rounded(dense) - enc(dense)).abs().max())
 
 
 def main() -> None:
@@ -71,6 +91,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tile", type=int, default=128)
     parser.add_argument("--cell-block", type=int, default=128)
+    parser.add_argument(
+        "--dense-threshold",
+        type=float,
+        default=None,
+        help="also time the split: genes in >= this fraction of a batch's cells go to a GEMM",
+    )
     parser.add_argument("--cuda", action="store_true")
     args = parser.parse_args()
 
@@ -108,16 +134,59 @@ def main() -> None:
         for h in hidden_in:
             enc.hidden(h)
 
+    raw = x.copy()
+    raw.data = np.expm1(raw.data)  # per-10k counts: normalising them gives x back
+
+    def normalise() -> None:
+        for s in range(0, raw.shape[0], args.batch):
+            log_normalize(raw[s : s + args.batch])
+
+    def first_layer() -> None:
+        for b in batches:
+            fast.first_layer(b)
+
     n = x.shape[0]
-    t_dense, z_dense = timed(dense, args.repeats)
-    t_sparse, z_sparse = timed(sparse, args.repeats)
-    t_hidden, _ = timed(hidden_only, args.repeats)
+    load = os.getloadavg()[0]
+    t_dense, z_dense, c_dense = timed(dense, args.repeats)
+    t_sparse, z_sparse, c_sparse = timed(sparse, args.repeats)
+    t_hidden, _, c_hidden = timed(hidden_only, args.repeats)
+    t_first, _, c_first = timed(first_layer, args.repeats)
+    t_norm, _, c_norm = timed(normalise, args.repeats)
     diff = float(np.abs(np.asarray(z_sparse) - np.asarray(z_dense)).max())
-    print(f"{'path':<44}{'cells/s (median)':>18}")
-    print(f"{'dense first layer (SCimilarity, baseline)':<44}{n / t_dense:>18,.0f}")
-    print(f"{'sparse gene-major first layer (ours)':<44}{n / t_sparse:>18,.0f}")
-    print(f"{'hidden layers alone (ceiling)':<44}{n / t_hidden:>18,.0f}")
-    print(f"speed-up sparse/dense: {t_dense / t_sparse:.2f}x; max |sparse - dense| = {diff:.2e}")
+    rows = [
+        ("dense first layer (SCimilarity, baseline)", t_dense, c_dense),
+        ("sparse gene-major first layer (ours)", t_sparse, c_sparse),
+        ("hidden layers alone (ceiling)", t_hidden, c_hidden),
+        ("  ours: first layer alone", t_first, c_first),
+        ("  log-normalisation of raw counts", t_norm, c_norm),
+    ]
+    if args.dense_threshold is not None:
+        split = SparseEmbedder(
+            enc, tile=args.tile, cell_block=args.cell_block, dense_threshold=args.dense_threshold
+        )
+        split.embed_normalized(batches[0])
+
+        def split_path() -> np.ndarray:
+            return np.vstack([split.embed_normalized(b) for b in batches])
+
+        t_split, z_split, c_split = timed(split_path, args.repeats)
+        split_diff = float(np.abs(np.asarray(z_split) - np.asarray(z_dense)).max())
+        rows.insert(2, (f"ours + dense split >= {args.dense_threshold:g}", t_split, c_split))
+    print(f"{'path':<44}{'cells/s (median)':>18}{'cells/CPU-s':>14}")
+    for name, t_wall, t_cpu in rows:
+        print(f"{name:<44}{n / t_wall:>18,.0f}{n / t_cpu:>14,.0f}")
+    print(
+        f"speed-up sparse/dense: {t_dense / t_sparse:.2f}x wall, {c_dense / c_sparse:.2f}x CPU; "
+        f"max |sparse - dense| = {diff:.2e}; load average {load:.1f} -> {os.getloadavg()[0]:.1f}"
+    )
+    if args.dense_threshold is not None:
+        print(
+            f"speed-up split/dense: {t_dense / t_split:.2f}x wall; "
+            f"max |split - dense| = {split_diff:.2e}"
+        )
+    print(
+        f"bf16 first-layer weights would move embeddings by {bf16_error(enc, batches[0][:512]):.1e}"
+    )
 
     if args.cuda and torch.cuda.is_available():
         gpu = enc.cuda()
@@ -137,7 +206,7 @@ def main() -> None:
 
         cuda_dense()
         torch.cuda.synchronize()
-        t_gpu, z_gpu = timed(cuda_dense, args.repeats)
+        t_gpu, z_gpu, _ = timed(cuda_dense, args.repeats)
         gdiff = float(np.abs(np.asarray(z_gpu) - np.asarray(z_dense)).max())
         print(f"{'cuda dense (' + torch.cuda.get_device_name() + ')':<44}{n / t_gpu:>18,.0f}")
         print(f"max |cuda - cpu dense| = {gdiff:.2e}")

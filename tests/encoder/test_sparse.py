@@ -1,0 +1,78 @@
+"""The sparse first layer: the dense/sparse gene split and non-canonical CSR input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from encoder import EncoderConfig
+from encoder.data import log_normalize
+from encoder.module import AutoEncoder
+from encoder.sparse import HAVE_NUMBA, SparseEmbedder
+
+
+@pytest.fixture
+def wide(randomize):
+    """A 1024-wide first layer (several tiles) and 600 cells with skewed gene detection."""
+    torch.manual_seed(1)
+    module = AutoEncoder(EncoderConfig(n_genes=1500, hidden_dims=(1024, 256), latent_dim=128))
+    randomize(module, seed=4)
+    module.eval()
+    rng = np.random.default_rng(5)
+    p = np.clip(rng.beta(0.3, 3.0, 1500) * 1.5, 0.0, 0.95)  # some genes in most cells
+    mask = rng.random((600, 1500)) < p
+    raw = sp.csr_matrix(mask * (rng.poisson(2.0, mask.shape) + 1.0), dtype=np.float32)
+    x = log_normalize(raw)
+    with torch.no_grad():
+        ref = module.encoder(torch.from_numpy(x.toarray())).numpy()
+    return module.encoder, x, ref
+
+
+@pytest.mark.skipif(not HAVE_NUMBA, reason="the split lives in the numba kernel")
+@pytest.mark.parametrize("threshold", [0.3, 0.05, 1.0])
+def test_dense_split_matches_dense_path(wide, threshold):
+    encoder, x, ref = wide
+    fast = SparseEmbedder(encoder, cell_block=96, dense_threshold=threshold)
+    split = fast.dense_genes(x)
+    counts = np.bincount(x.indices, minlength=x.shape[1])
+    assert np.array_equal(split, np.flatnonzero(counts >= threshold * x.shape[0]))
+    if threshold < 1.0:
+        assert 0 < split.size < x.shape[1]
+    assert np.abs(fast.embed_normalized(x) - ref).max() < 1e-5
+
+
+def test_small_batches_skip_the_split(wide):
+    encoder, x, ref = wide
+    fast = SparseEmbedder(encoder, dense_threshold=0.05)
+    assert fast.dense_genes(x[:100]).size == 0
+    assert np.abs(fast.embed_normalized(x[:100]) - ref[:100]).max() < 1e-5
+
+
+@pytest.mark.parametrize("threshold", [None, 0.2])
+def test_unsorted_and_duplicate_entries_are_summed_like_scipy(wide, threshold):
+    """A CSR straight from user code may hold duplicates and unsorted columns."""
+    encoder, x, _ = wide
+    half = x.copy()
+    half.data = half.data / 2
+    rows = np.repeat(np.arange(x.shape[0]), np.diff(x.indptr))
+    order = np.lexsort((-np.concatenate([half.indices, half.indices]), np.tile(rows, 2)))
+    data = np.concatenate([half.data, half.data])[order]
+    indices = np.concatenate([half.indices, half.indices])[order]
+    messy = sp.csr_matrix((data, indices, x.indptr * 2), shape=x.shape)
+    assert not messy.has_canonical_format
+    fast = SparseEmbedder(encoder, dense_threshold=threshold)
+    np.testing.assert_allclose(fast.first_layer(messy), fast.first_layer(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("threshold", [0.0, -0.1, 1.5])
+def test_bad_threshold_is_refused(wide, threshold):
+    with pytest.raises(ValueError, match="dense_threshold"):
+        SparseEmbedder(wide[0], dense_threshold=threshold)
+
+
+def test_wrong_gene_count_is_refused(wide):
+    encoder, x, _ = wide
+    with pytest.raises(ValueError, match="genes"):
+        SparseEmbedder(encoder).first_layer(x[:, :100])
