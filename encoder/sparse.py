@@ -18,6 +18,7 @@ dense path to float32 rounding (checked to 1e-5 in the tests).
 from __future__ import annotations
 
 import copy
+import functools
 
 import numpy as np
 import scipy.sparse as sp
@@ -39,10 +40,12 @@ DEFAULT_CELL_BLOCK = 128
 MIN_DENSE_SPLIT_CELLS = 256  # below this a batch's gene counts say little
 
 
-if HAVE_NUMBA:
+@functools.lru_cache(maxsize=8)
+def _kernel(tile: int):  # pragma: no cover - compiled code, exercised through SparseEmbedder
+    """The block kernel for one tile width, a compile-time constant (closures cache on disk too)."""
 
     @numba.njit(parallel=True, fastmath=True, boundscheck=False, cache=True)
-    def _block_gene_major(indptr, indices, data, wt, out, block, dense_col, xd):  # pragma: no cover
+    def block_gene_major(indptr, indices, data, wt, out, block, dense_col, xd):
         """out[r, :] = sum_g x[r, g] * W'[:, g] over the sparse genes; dense genes go to ``xd``.
 
         Each thread takes a block of ``block`` cells and regroups its non-zeros by
@@ -53,7 +56,7 @@ if HAVE_NUMBA:
         dense buffer ``xd`` (their product is one BLAS call, see ``first_layer``).
         Compiled once and cached on disk (``cache=True``).
         """
-        n_tiles, n_genes, tile = wt.shape
+        n_tiles, n_genes, _ = wt.shape
         n = indptr.size - 1
         n_blocks = (n + block - 1) // block
         for b in prange(n_blocks):
@@ -99,11 +102,13 @@ if HAVE_NUMBA:
                 for g in present:
                     w = w_t[g]
                     for p in range(ptr[g], ptr[g + 1]):
-                        a = acc[rows[p]]
+                        r = rows[p]
                         v = vals[p]
                         for j in range(tile):
-                            a[j] += v * w[j]
+                            acc[r, j] += v * w[j]
                 out[r0:r1, t * tile : (t + 1) * tile] = acc
+
+    return block_gene_major
 
 
 class SparseEmbedder:
@@ -170,7 +175,7 @@ class SparseEmbedder:
         dense_col = np.full(self.n_genes, -1, dtype=np.int32)
         dense_col[dense_genes] = np.arange(dense_genes.size, dtype=np.int32)
         xd = np.zeros((n if dense_genes.size else 1, max(dense_genes.size, 1)), np.float32)
-        _block_gene_major(
+        _kernel(self.tile)(
             x.indptr,
             x.indices,
             x.data.astype(np.float32, copy=False),
