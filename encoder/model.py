@@ -189,14 +189,14 @@ class CellEncoder:
             if key not in aligners:
                 aligners[key] = GeneAligner(self.genes, names, min_overlap=min_overlap)
             x = aligners[key].apply(block)
-            if not normalized:
-                x = self.normalize(x)
             if x.shape[0] == 0:
                 continue
-            if use_sparse:
+            if use_sparse and not normalized:  # the kernel log-normalises as it reads
+                outputs.append(self.sparse_embedder().embed_counts(x, self.target_sum))
+            elif use_sparse:
                 outputs.append(self.sparse_embedder().embed_normalized(x))
             else:
-                outputs.append(self._embed_normalized_dense(x))
+                outputs.append(self._embed_normalized_dense(x if normalized else self.normalize(x)))
         if not outputs:
             return np.zeros((0, self.embedding_dim), dtype=np.float32)
         return np.ascontiguousarray(np.vstack(outputs), dtype=np.float32)

@@ -25,6 +25,7 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
+from encoder.data import log_normalize
 from encoder.module import Encoder
 
 try:  # numba ships with scanpy; without it the scipy product is the fallback
@@ -45,7 +46,7 @@ def _kernel(tile: int):  # pragma: no cover - compiled code, exercised through S
     """The block kernel for one tile width, a compile-time constant (closures cache on disk too)."""
 
     @numba.njit(parallel=True, fastmath=True, boundscheck=False, cache=True)
-    def block_gene_major(indptr, indices, data, wt, out, block, dense_col, xd):
+    def block_gene_major(indptr, indices, data, scale, wt, out, block, dense_col, xd):
         """out[r, :] = sum_g x[r, g] * W'[:, g] over the sparse genes; dense genes go to ``xd``.
 
         Each thread takes a block of ``block`` cells and regroups its non-zeros by
@@ -54,11 +55,14 @@ def _kernel(tile: int):  # pragma: no cover - compiled code, exercised through S
         while each present gene's weight slice is read once. Genes with
         ``dense_col[g] >= 0`` are instead written to column ``dense_col[g]`` of the
         dense buffer ``xd`` (their product is one BLAS call, see ``first_layer``).
+        With a non-empty ``scale`` (per-cell ``target_sum / total``) ``data`` holds
+        raw counts and each is log-normalised as it is read (no separate pass).
         Compiled once and cached on disk (``cache=True``).
         """
         n_tiles, n_genes, _ = wt.shape
         n = indptr.size - 1
         n_blocks = (n + block - 1) // block
+        raw = scale.size > 0
         for b in prange(n_blocks):
             r0 = b * block
             r1 = min(n, r0 + block)
@@ -69,7 +73,10 @@ def _kernel(tile: int):  # pragma: no cover - compiled code, exercised through S
                     g = indices[k]
                     c = dense_col[g]
                     if c >= 0:
-                        xd[r, c] += data[k]
+                        v = data[k]
+                        if raw:
+                            v = np.log1p(v * scale[r])
+                        xd[r, c] += v
                     else:
                         ptr[g + 1] += 1
                         m += 1
@@ -93,7 +100,10 @@ def _kernel(tile: int):  # pragma: no cover - compiled code, exercised through S
                     if dense_col[g] < 0:
                         p = fill[g]
                         rows[p] = r - r0
-                        vals[p] = data[k]
+                        v = data[k]
+                        if raw:
+                            v = np.log1p(v * scale[r])
+                        vals[p] = v
                         fill[g] = p + 1
             acc = np.empty((r1 - r0, tile), np.float32)
             for t in range(n_tiles):
@@ -109,6 +119,16 @@ def _kernel(tile: int):  # pragma: no cover - compiled code, exercised through S
                 out[r0:r1, t * tile : (t + 1) * tile] = acc
 
     return block_gene_major
+
+
+def count_scale(x: sp.csr_matrix, target_sum: float) -> np.ndarray:
+    """Per-cell ``target_sum / total`` (0 for empty cells), checking the counts are not negative."""
+    if x.nnz and x.data.min() < 0:
+        msg = "negative values in the expression matrix: expected raw counts (normalized=False)"
+        raise ValueError(msg)
+    totals = np.asarray(x.sum(axis=1), dtype=np.float64).ravel()
+    scale = np.divide(target_sum, totals, out=np.zeros_like(totals), where=totals > 0)
+    return scale.astype(np.float32)
 
 
 class SparseEmbedder:
@@ -160,12 +180,22 @@ class SparseEmbedder:
             self.tile = self.hidden_size
             self.wt_dense = np.ascontiguousarray(w_np.T)  # (G, H) for scipy's CSR @ dense
 
-    def first_layer(self, x: sp.csr_matrix) -> np.ndarray:
-        """x @ W'.T for a log-normalised CSR batch, as (n_cells, hidden) float32."""
+    def first_layer(self, x: sp.csr_matrix, *, target_sum: float | None = None) -> np.ndarray:
+        """x @ W'.T for a CSR batch, as (n_cells, hidden) float32.
+
+        ``x`` is log-normalised, or raw counts when ``target_sum`` is given: then the
+        kernel normalises each value as it reads it (``log1p(count * target_sum /
+        total)``, as :func:`encoder.data.log_normalize`), saving a pass over the batch.
+        """
         if x.shape[1] != self.n_genes:
             msg = f"batch has {x.shape[1]} genes, the model {self.n_genes}"
             raise ValueError(msg)
         n = x.shape[0]
+        scale = np.zeros(0, dtype=np.float32)
+        if target_sum is not None:
+            scale = count_scale(x, target_sum)
+            if not self.use_numba:
+                x = log_normalize(x, target_sum)
         if not self.use_numba:
             return np.asarray(x @ self.wt_dense, dtype=np.float32)
         out = np.empty((n, self.hidden_size), dtype=np.float32)
@@ -179,6 +209,7 @@ class SparseEmbedder:
             x.indptr,
             x.indices,
             x.data.astype(np.float32, copy=False),
+            scale,
             self.wt,
             out,
             self.cell_block,
@@ -203,10 +234,18 @@ class SparseEmbedder:
         counts = np.bincount(x.indices, minlength=self.n_genes)
         return np.flatnonzero(counts >= self.dense_threshold * x.shape[0])
 
-    @torch.no_grad()
     def embed_normalized(self, x: sp.csr_matrix) -> np.ndarray:
         """Unit-norm embeddings (n_cells, latent) for a log-normalised CSR batch."""
-        h = torch.from_numpy(self.first_layer(x)) + self.bias
+        return self._finish(self.first_layer(x))
+
+    def embed_counts(self, x: sp.csr_matrix, target_sum: float) -> np.ndarray:
+        """Unit-norm embeddings for a raw-count CSR batch, normalised inside the kernel."""
+        return self._finish(self.first_layer(x, target_sum=target_sum))
+
+    @torch.no_grad()
+    def _finish(self, first: np.ndarray) -> np.ndarray:
+        """Bias, PReLU, the hidden layers and L2 normalisation after the first Linear."""
+        h = torch.from_numpy(first) + self.bias
         h = self.prelu(h)
         for layer in self.rest:
             h = layer(h)

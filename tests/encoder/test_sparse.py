@@ -1,4 +1,4 @@
-"""The sparse first layer: the dense/sparse gene split and non-canonical CSR input."""
+"""The sparse first layer: in-kernel normalisation, the dense/sparse gene split, messy CSR."""
 
 from __future__ import annotations
 
@@ -24,16 +24,39 @@ def wide(randomize):
     p = np.clip(rng.beta(0.3, 3.0, 1500) * 1.5, 0.0, 0.95)  # some genes in most cells
     mask = rng.random((600, 1500)) < p
     raw = sp.csr_matrix(mask * (rng.poisson(2.0, mask.shape) + 1.0), dtype=np.float32)
+    raw.data[raw.indptr[7] : raw.indptr[8]] = 0.0  # an empty cell: zeros, not NaN
+    raw.eliminate_zeros()
     x = log_normalize(raw)
     with torch.no_grad():
         ref = module.encoder(torch.from_numpy(x.toarray())).numpy()
-    return module.encoder, x, ref
+    return module.encoder, x, ref, raw
+
+
+@pytest.mark.parametrize("threshold", [None, 0.2])
+def test_raw_counts_are_normalised_in_the_kernel(wide, threshold):
+    encoder, x, ref, raw = wide
+    fast = SparseEmbedder(encoder, cell_block=64, dense_threshold=threshold)
+    fused = fast.embed_counts(raw, 1e4)
+    assert np.isfinite(fused).all()
+    np.testing.assert_allclose(fused, fast.embed_normalized(x), atol=1e-6)
+    assert np.abs(fused - ref).max() < 1e-5
+    np.testing.assert_allclose(
+        fast.first_layer(raw * 3, target_sum=1e4), fast.first_layer(x), rtol=1e-5, atol=1e-5
+    )
+
+
+def test_negative_counts_are_refused(wide):
+    encoder, _, _, raw = wide
+    bad = raw.copy()
+    bad.data[3] = -1.0
+    with pytest.raises(ValueError, match="negative values"):
+        SparseEmbedder(encoder).embed_counts(bad, 1e4)
 
 
 @pytest.mark.skipif(not HAVE_NUMBA, reason="the split lives in the numba kernel")
 @pytest.mark.parametrize("threshold", [0.3, 0.05, 1.0])
 def test_dense_split_matches_dense_path(wide, threshold):
-    encoder, x, ref = wide
+    encoder, x, ref, _ = wide
     fast = SparseEmbedder(encoder, cell_block=96, dense_threshold=threshold)
     split = fast.dense_genes(x)
     counts = np.bincount(x.indices, minlength=x.shape[1])
@@ -44,7 +67,7 @@ def test_dense_split_matches_dense_path(wide, threshold):
 
 
 def test_small_batches_skip_the_split(wide):
-    encoder, x, ref = wide
+    encoder, x, ref, _ = wide
     fast = SparseEmbedder(encoder, dense_threshold=0.05)
     assert fast.dense_genes(x[:100]).size == 0
     assert np.abs(fast.embed_normalized(x[:100]) - ref[:100]).max() < 1e-5
@@ -53,7 +76,7 @@ def test_small_batches_skip_the_split(wide):
 @pytest.mark.parametrize("threshold", [None, 0.2])
 def test_unsorted_and_duplicate_entries_are_summed_like_scipy(wide, threshold):
     """A CSR straight from user code may hold duplicates and unsorted columns."""
-    encoder, x, _ = wide
+    encoder, x, _, _ = wide
     half = x.copy()
     half.data = half.data / 2
     rows = np.repeat(np.arange(x.shape[0]), np.diff(x.indptr))
@@ -73,6 +96,6 @@ def test_bad_threshold_is_refused(wide, threshold):
 
 
 def test_wrong_gene_count_is_refused(wide):
-    encoder, x, _ = wide
+    encoder, x, _, _ = wide
     with pytest.raises(ValueError, match="genes"):
         SparseEmbedder(encoder).first_layer(x[:, :100])
