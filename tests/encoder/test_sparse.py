@@ -45,6 +45,12 @@ def test_raw_counts_are_normalised_in_the_kernel(wide, threshold):
     )
 
 
+def test_scipy_fallback_takes_raw_counts_too(wide):
+    encoder, _, ref, raw = wide
+    slow = SparseEmbedder(encoder, use_numba=False)
+    assert np.abs(slow.embed_counts(raw, 1e4) - ref).max() < 1e-5
+
+
 def test_negative_counts_are_refused(wide):
     encoder, _, _, raw = wide
     bad = raw.copy()
