@@ -26,6 +26,7 @@ KNOWN_ARGS: dict[str, list[str]] = {
         "--cells", "20000", "--studies", "8", "--repeats", "1",
         "--realism-cells", "4000", "--realism-studies", "6",
     ],
+    "bench_encoder_quality.py": ["--cells", "3000", "--query-cells", "1000", "--epochs", "3"],
     "bench_encoder_speed.py": ["--cells", "2048", "--repeats", "1"],
     "bench_grpc.py": ["--cells", "20000", "--queries", "100", "--clients", "4"],
     "bench_ingest.py": ["--cells", "20000", "--studies", "4"],
