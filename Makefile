@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 STUBS  := cellsearch/v1/cellsearch_pb2.py
 PROTOS := $(wildcard proto/cellsearch/v1/*.proto)
 
-.PHONY: install stubs lint test test-fast clean demo
+.PHONY: install stubs lint test test-fast demo bench clean
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH"; exit 1; }
@@ -43,6 +43,13 @@ test: lint
 # Everything it starts and writes is stopped and removed at the end.
 demo: install
 	$(PY) -m cellsearch.cli demo
+
+# The evaluation against the peers (scanpy, scVI, Harmony, scanorama, scib-metrics, CellTypist,
+# hnswlib from the bench extra) plus every benchmarks/bench_*.py at small sizes, into
+# benchmarks/results/REPORT.md. Offline, CPU only; tens of minutes on 2 cores.
+bench: install
+	$(PY) -m pip install --quiet -e '.[bench]'
+	$(PY) -m benchmarks.run_all
 
 test-fast: install
 	$(VENV)/bin/pytest -m "not slow"
