@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     quantization: Literal["none", "int8"] = "int8"
     hnsw_m: int = Field(default=32, ge=4, le=128)
     hnsw_ef_construct: int = Field(default=200, ge=8, le=1024)
-    search_ef: int = Field(default=256, ge=8, le=4096)
+    search_ef: int = Field(default=1024, ge=8, le=4096)
 
     # --- broker -------------------------------------------------------------
     redis_url: str = "redis://127.0.0.1:6379/0"

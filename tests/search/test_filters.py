@@ -10,15 +10,26 @@ from services.search.filters import FilterSpec, build_filter, labels_filter
 from vectorstore import SearchFilter
 
 
-def test_terms_by_name_expand_to_descendants_through_ancestor_lists():
+def test_terms_by_name_expand_to_their_descendants_on_the_id_fields():
     flt = build_filter(FilterSpec(cell_types=["T cell"], tissues="lung", diseases=["COVID-19"]))
-    assert flt == SearchFilter(
-        must={
-            "cell_type_ancestors": [T_CELL],
-            "tissue_ancestors": [LUNG],
-            "disease_ancestors": [COVID],
-        }
+    assert set(flt.must) == {"cell_type_id", "tissue_id", "disease_id"}
+    assert {T_CELL, CD4, CD8} <= set(flt.must["cell_type_id"])
+    assert B_CELL not in flt.must["cell_type_id"]
+    assert LUNG in flt.must["tissue_id"]
+    assert COVID in flt.must["disease_id"]
+
+
+def test_a_term_with_very_many_descendants_matches_through_the_ancestor_list():
+    flt = build_filter(FilterSpec(cell_types=["cell"]))
+    assert flt.must == {"cell_type_ancestors": ("CL:0000000",)}
+
+
+def test_terms_outside_the_bundled_ontology_fall_back_to_ancestor_lists():
+    flt = build_filter(
+        FilterSpec(cell_types=["CL:9999999"]),
+        resolve=lambda text, kind: text,
     )
+    assert flt.must == {"cell_type_ancestors": ("CL:9999999",)}
 
 
 def test_exact_terms_match_the_term_only():
