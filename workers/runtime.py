@@ -366,12 +366,10 @@ class Submitter(Protocol):
     ) -> Job: ...
 
 
-class CelerySubmitter:
-    """Record a job, then enqueue ``INGEST_TASK`` by name on the ingest queue."""
+class _Submitter:
+    """Record a job, then hand its id to ``enqueue``: the one submit path of every mode."""
 
-    def __init__(self, app: Celery, jobs: JobStore) -> None:
-        self.app = app
-        self.jobs = jobs
+    jobs: JobStore
 
     def __call__(
         self, *, path: str, study_id: str, dataset_id: str, metadata: Mapping[str, str]
@@ -383,10 +381,21 @@ class CelerySubmitter:
         return job
 
     def enqueue(self, job_id: str) -> None:
+        raise NotImplementedError
+
+
+class CelerySubmitter(_Submitter):
+    """Record a job, then enqueue ``INGEST_TASK`` by name on the ingest queue."""
+
+    def __init__(self, app: Celery, jobs: JobStore) -> None:
+        self.app = app
+        self.jobs = jobs
+
+    def enqueue(self, job_id: str) -> None:
         self.app.send_task(INGEST_TASK, args=[job_id], queue=INGEST_QUEUE)
 
 
-class InProcessSubmitter:
+class InProcessSubmitter(_Submitter):
     """The embedded mode without Redis: jobs run one at a time on a background thread."""
 
     def __init__(self, resources: Resources) -> None:
@@ -408,15 +417,6 @@ class InProcessSubmitter:
                 owns_store=False,
             )
         )
-
-    def __call__(
-        self, *, path: str, study_id: str, dataset_id: str, metadata: Mapping[str, str]
-    ) -> Job:
-        job = self.jobs.create(
-            path=path, study_id=study_id, dataset_id=dataset_id, metadata=metadata
-        )
-        self.enqueue(job.job_id)
-        return job
 
     def enqueue(self, job_id: str) -> None:
         self.futures[job_id] = self._pool.submit(self._run, job_id)
