@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from celery.exceptions import Retry
-from conftest import write_h5ad
+from workers_testkit import write_h5ad
 
 from celldata.errors import NotRawCountsError
 from cellsearch.jobs import INGEST_QUEUE, INGEST_TASK, JobState, MemoryJobStore

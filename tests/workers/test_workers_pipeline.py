@@ -1,6 +1,6 @@
 """The pipeline's guarantees, run on the real embedded store, real files and real ontology.
 
-The encoder and validator are the small ones from conftest (the pipeline takes them as
+The encoder and validator are the small ones from workers_testkit (the pipeline takes them as
 arguments); everything else is the production code path.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import GENES, TinyEncoder, tiny_validator, write_h5ad
+from workers_testkit import GENES, TinyEncoder, tiny_validator, write_h5ad
 
 from celldata.errors import UnreadableFileError
 from celldata.read import iter_chunks

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import tiny_validator, write_h5ad
+from workers_testkit import tiny_validator, write_h5ad
 
 from cellsearch.jobs import JobState, RedisJobStore
 from vectorstore import SearchFilter, open_store
