@@ -12,6 +12,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from vectorstore.groups import GROUP_FIELD
 from vectorstore.types import CellRecord, Hit, SearchFilter
 
 #: A cell to retrieve: ``(dataset_id, cell_id)``, or a bare ``cell_id`` looked up in every dataset.
@@ -96,7 +97,7 @@ def dedupe_records(records: Iterable[CellRecord]) -> list[CellRecord]:
 
 def make_hit(score: float, payload: Mapping[str, object] | None, vector: object | None) -> Hit:
     """A :class:`Hit` from a backend's scored point."""
-    pl = dict(payload or {})
+    pl = {k: v for k, v in (payload or {}).items() if k != GROUP_FIELD}
     vec = None if vector is None else np.asarray(vector, dtype=np.float32)
     return Hit(
         cell_id=str(pl.get("cell_id", "")),

@@ -23,6 +23,8 @@ from vectorstore.base import (
     split_refs,
 )
 from vectorstore.config import INDEXED_FIELDS, StoreConfig
+from vectorstore.groups import FILE_NAME as GROUPS_FILE
+from vectorstore.groups import GROUP_FIELD, PayloadGroups
 from vectorstore.types import PAYLOAD_FIELDS, CellRecord, Hit, SearchFilter, point_id
 
 UPSERT_BATCH = 4096
@@ -95,6 +97,12 @@ class EdgeStore:
                     on_disk=self.config.index_on_disk(name),
                 )
                 self._shard.update(qe.UpdateOperation.create_field_index(name, params))
+            group_index = qe.IntegerIndexParams(lookup=True, range=False, on_disk=False)
+            self._shard.update(qe.UpdateOperation.create_field_index(GROUP_FIELD, group_index))
+        # Shards created before payload groups existed have no table: filters then go to
+        # Qdrant as they are (correct, slower on conjunctions of list fields).
+        fresh = not existing or (self.path / GROUPS_FILE).exists()
+        self._groups = PayloadGroups(self.path) if fresh else None
         self._closed = False
 
     # -- writes -------------------------------------------------------------
@@ -183,6 +191,10 @@ class EdgeStore:
         payloads: Sequence[dict],
         group: np.ndarray,
     ) -> None:
+        if self._groups is not None:
+            # the table first: a crash after it leaves an unused group, never an unknown one
+            gids = self._groups.add(payloads)
+            payloads = [{**p, GROUP_FIELD: g} for p, g in zip(payloads, gids, strict=True)]
         for start in range(0, len(ids), UPSERT_BATCH):
             stop = start + UPSERT_BATCH
             batch_ids = ids[start:stop]
@@ -208,12 +220,27 @@ class EdgeStore:
         n = self.count(flt)
         if n:
             self._shard.update(qe.UpdateOperation.delete_points_by_filter(to_edge_filter(flt)))
+        if self._groups is not None:
+            self._groups.remove_dataset(dataset_id)
         return n
 
     def optimize(self) -> None:
         self._shard.optimize()
 
     # -- reads --------------------------------------------------------------
+    def _compile(self, flt: SearchFilter | None) -> qe.Filter | None:
+        """The filter as one condition on :data:`GROUP_FIELD` when the group table allows.
+
+        Evaluated on the in-memory table of distinct payloads (see ``vectorstore.groups``);
+        no matching group becomes an id no group has, so Qdrant answers from its index.
+        """
+        if flt is None or flt.is_empty:
+            return None
+        if self._groups is None or not self._groups.compilable(flt):
+            return to_edge_filter(flt)
+        ids = self._groups.select(flt).tolist() or [-1]
+        return qe.Filter(must=[qe.FieldCondition(key=GROUP_FIELD, match=qe.MatchAny(ids))])
+
     def _params(self, k: int, ef: int | None) -> qe.SearchParams:
         quant = None
         if self.config.int8:
@@ -240,7 +267,7 @@ class EdgeStore:
     ) -> list[list[Hit]]:
         check_k(k)
         mat = as_query_matrix(vectors, self.config.dim)
-        flt = to_edge_filter(filter)
+        flt = self._compile(filter)
         params = self._params(k, ef)
         requests = [
             qe.QueryRequest(
@@ -282,7 +309,7 @@ class EdgeStore:
         return order_hits(cells, found)
 
     def count(self, filter: SearchFilter | None = None) -> int:
-        return int(self._shard.count(qe.CountRequest(exact=True, filter=to_edge_filter(filter))))
+        return int(self._shard.count(qe.CountRequest(exact=True, filter=self._compile(filter))))
 
     def facet(
         self,
@@ -294,7 +321,7 @@ class EdgeStore:
             msg = f"cannot facet on unknown field {field!r}; fields are {list(PAYLOAD_FIELDS)}"
             raise ValueError(msg)
         resp = self._shard.facet(
-            qe.FacetRequest(key=field, limit=limit, exact=True, filter=to_edge_filter(filter))
+            qe.FacetRequest(key=field, limit=limit, exact=True, filter=self._compile(filter))
         )
         return {str(h.value): int(h.count) for h in resp.hits}
 

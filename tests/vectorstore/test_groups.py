@@ -1,0 +1,174 @@
+"""Payload groups: filters compiled to one integer condition give exactly the same cells."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import qdrant_edge as qe
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from vectorstore import SearchFilter, open_store
+from vectorstore.edge import EdgeStore
+from vectorstore.groups import FILE_NAME, GROUP_FIELD, PayloadGroups, group_id
+
+# the constructed atlas of conftest.make_atlas: four cell types, two tissues, two diseases
+T_CELL = "CL:0000084"
+VALUES = {
+    "cell_type_ancestors": [T_CELL, "CL:0000542", "CL:0000236", "CL:9999999"],
+    "cell_type_id": ["CL:0000624", "CL:0000625", "CL:0000236", "CL:0000235"],
+    "tissue_ancestors": ["UBERON:0002048", "UBERON:0000178"],
+    "disease_id": ["PATO:0000461", "MONDO:0005068"],
+    "study_id": ["study0", "study1", "study2"],
+    "dataset_id": ["study0-d0", "study1-d1"],
+    "donor_id": ["donor0", "donor3"],
+}
+FILTERS = st.builds(
+    lambda must, must_not: SearchFilter(must=must, must_not=must_not),
+    st.dictionaries(
+        st.sampled_from(sorted(VALUES)),
+        st.lists(st.sampled_from(VALUES["study_id"] + VALUES["cell_type_id"]), max_size=0),
+        max_size=0,
+    )
+    | st.sampled_from(sorted(VALUES)).flatmap(
+        lambda f: st.fixed_dictionaries({f: st.lists(st.sampled_from(VALUES[f]), min_size=1)})
+    ),
+    st.sampled_from(sorted(VALUES)).flatmap(
+        lambda f: st.fixed_dictionaries({f: st.lists(st.sampled_from(VALUES[f]), max_size=2)})
+    ),
+)
+
+
+def _shared(rec) -> dict:
+    return {k: v for k, v in rec.full_payload().items() if k != "cell_id"}
+
+
+@pytest.fixture(scope="module")
+def atlas_small(atlas_factory):
+    return atlas_factory(n_per_type=12, seed=3)
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory, atlas_small) -> PayloadGroups:
+    groups = PayloadGroups(tmp_path_factory.mktemp("groups"))
+    groups.add(_shared(r) for r in atlas_small)
+    return groups
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(flt=FILTERS)
+def test_selected_groups_are_exactly_the_matching_cells(table, atlas_small, flt):
+    selected = set(table.select(flt).tolist())
+    for rec in atlas_small:
+        assert (group_id(_shared(rec)) in selected) == flt.matches(rec.full_payload())
+
+
+def test_group_ids_are_stable_and_ignore_key_order():
+    a = {"study_id": "s1", "cell_type_ancestors": ["CL:1", "CL:2"]}
+    b = dict(reversed(list(a.items())))
+    assert group_id(a) == group_id(b) == group_id({**a, GROUP_FIELD: 123})
+    assert group_id(a) != group_id({**a, "study_id": "s2"})
+    assert 0 <= group_id(a) < 2**63
+
+
+def test_table_survives_reopening_and_forgets_deleted_datasets(tmp_path, atlas_small):
+    groups = PayloadGroups(tmp_path)
+    ids = groups.add([_shared(r) for r in atlas_small] * 2)  # each payload twice
+    distinct = len(set(ids))
+    assert len(ids) == 2 * len(atlas_small) and len(groups) == distinct
+    assert groups.add([_shared(atlas_small[0])]) == [ids[0]]  # nothing new is appended
+    lines = (tmp_path / FILE_NAME).read_text().splitlines()
+    assert len(lines) == distinct
+    reopened = PayloadGroups(tmp_path)
+    flt = SearchFilter(must={"cell_type_ancestors": [T_CELL]})
+    assert sorted(reopened.select(flt).tolist()) == sorted(groups.select(flt).tolist())
+    dropped = reopened.remove_dataset("study0-d0")
+    assert dropped > 0
+    again = PayloadGroups(tmp_path)
+    assert len(again) == distinct - dropped
+    assert again.select(SearchFilter(must={"dataset_id": ["study0-d0"]})).size == 0
+
+
+@pytest.fixture
+def edge(fast_tmp, atlas_small):
+    store = open_store(path=fast_tmp)
+    store.upsert(atlas_small)
+    yield store
+    store.close()
+
+
+CASES = [
+    SearchFilter(must={"cell_type_ancestors": [T_CELL]}),
+    SearchFilter(must={"cell_type_ancestors": [T_CELL], "tissue_ancestors": ["UBERON:0002048"]}),
+    SearchFilter(must={"study_id": ["study1"]}, must_not={"disease_id": ["PATO:0000461"]}),
+    SearchFilter(must_not={"cell_type_ancestors": ["CL:0000542"]}),
+    SearchFilter(must={"cell_type_id": ["CL:0000235"], "study_id": ["nope"]}),  # nothing
+    SearchFilter(must={"cell_id": ["cell0003", "cell0040"]}),  # per cell: not compiled
+]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(("case", "flt"), list(enumerate(CASES)))
+def test_compiled_filters_count_and_search_exactly(edge, atlas_small, case, flt):
+    expected = [r for r in atlas_small if flt.matches(r.full_payload())]
+    assert edge.count(flt) == len(expected)
+    (hits,) = edge.search(atlas_small[case].vector, k=len(atlas_small), filter=flt)
+    assert sorted(h.cell_id for h in hits) == sorted(r.cell_id for r in expected)
+    assert all(GROUP_FIELD not in h.payload for h in hits)
+
+
+@pytest.mark.integration
+def test_every_point_carries_its_group_and_deletion_updates_the_table(edge, atlas_small):
+    per_group: dict[int, list[str]] = {}
+    for rec in atlas_small:
+        per_group.setdefault(group_id(_shared(rec)), []).append(rec.cell_id)
+    for gid, cells in itertools.islice(per_group.items(), 5):
+        raw = qe.Filter(must=[qe.FieldCondition(key=GROUP_FIELD, match=qe.MatchAny([gid]))])
+        assert edge._shard.count(qe.CountRequest(exact=True, filter=raw)) == len(cells)
+    before = len(edge._groups)
+    edge.delete_dataset("study1-d1")
+    assert len(edge._groups) < before
+    flt = SearchFilter(must={"study_id": ["study1"]})
+    assert edge.count(flt) == sum(
+        flt.matches(r.full_payload()) and r.dataset_id != "study1-d1" for r in atlas_small
+    )
+
+
+@pytest.mark.integration
+def test_a_shard_without_a_table_filters_through_qdrant(fast_tmp, atlas_small):
+    """Stores made before payload groups: no table, the original filter, same answers."""
+    store = EdgeStore(fast_tmp / "legacy")
+    store.upsert(atlas_small)
+    store.close()
+    (fast_tmp / "legacy" / FILE_NAME).unlink()
+    store = EdgeStore(fast_tmp / "legacy")
+    try:
+        assert store._groups is None
+        for flt in CASES:
+            assert store.count(flt) == sum(flt.matches(r.full_payload()) for r in atlas_small)
+        store.upsert(atlas_small[:3])  # writes without a table keep working
+        assert not (fast_tmp / "legacy" / FILE_NAME).exists()
+    finally:
+        store.close()
+
+
+@pytest.mark.integration
+def test_reopened_store_reloads_its_table(fast_tmp, atlas_small):
+    store = EdgeStore(fast_tmp / "s")
+    store.upsert(atlas_small)
+    n_groups = len(store._groups)
+    store.close()
+    store = EdgeStore(fast_tmp / "s")
+    try:
+        assert len(store._groups) == n_groups
+        flt = CASES[1]
+        assert store.count(flt) == sum(flt.matches(r.full_payload()) for r in atlas_small)
+        rng = np.random.default_rng(0)
+        (hits,) = store.search(rng.normal(size=128), k=5, filter=flt)
+        assert len(hits) == 5 and all(flt.matches(h.payload) for h in hits)
+    finally:
+        store.close()
