@@ -33,7 +33,8 @@ from vectorstore.types import SearchFilter
 
 #: The integer payload field holding a point's group id (not one of the user-facing fields).
 GROUP_FIELD = "payload_group"
-#: Per-cell fields: a filter on them cannot be decided per group.
+#: Payload fields that differ from cell to cell (the rest is shared by a sample's cells of
+#: one type); a filter on them cannot be decided per group.
 CELL_LEVEL_FIELDS = frozenset({"cell_id"})
 FILE_NAME = "payload_groups.jsonl"
 

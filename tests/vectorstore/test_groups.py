@@ -152,6 +152,13 @@ def test_a_shard_without_a_table_filters_through_qdrant(fast_tmp, atlas_small):
             assert store.count(flt) == sum(flt.matches(r.full_payload()) for r in atlas_small)
         store.upsert(atlas_small[:3])  # writes without a table keep working
         assert not (fast_tmp / "legacy" / FILE_NAME).exists()
+        n_groups = store.build_group_table()
+        assert n_groups == len(store._groups) == len({group_id(_shared(r)) for r in atlas_small})
+        assert store.build_group_table() == n_groups  # re-running changes nothing
+        for flt in CASES:
+            assert store.count(flt) == sum(flt.matches(r.full_payload()) for r in atlas_small)
+            raw = qe.Filter(must=[qe.FieldCondition(key=GROUP_FIELD, match=qe.MatchAny([-1]))])
+            assert store._shard.count(qe.CountRequest(exact=True, filter=raw)) == 0
     finally:
         store.close()
 
