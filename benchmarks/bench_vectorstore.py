@@ -372,11 +372,16 @@ def edge_variants(base: StoreConfig, spec: str) -> list[tuple[str, StoreConfig]]
         elif item.startswith("acorn="):
             sel = float(item.split("=", 1)[1])
             out.append((f"qdrant-edge acorn<{sel:g}", replace(base, acorn_max_selectivity=sel)))
+        elif item == "raw":
+            out.append(("qdrant-edge filter as is", replace(base, compile_filters=False)))
         elif item.startswith("ef="):
             ef = int(item.split("=", 1)[1])
             out.append((f"qdrant-edge ef={ef}", replace(base, search_ef=ef)))
         else:
-            msg = f"unknown variant {item!r}; use default, acorn=<max selectivity> or ef=<int>"
+            msg = (
+                f"unknown variant {item!r}; use default, raw (filters not compiled to "
+                "payload groups), acorn=<max selectivity> or ef=<int>"
+            )
             raise SystemExit(msg)
     return out
 
@@ -583,7 +588,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--variants",
         default="default",
-        help="query-time qdrant-edge series on the same shard, e.g. default,acorn=0.1,ef=512",
+        help="query-time qdrant-edge series on the same shard, e.g. default,raw,acorn=0.1,ef=512",
     )
     parser.add_argument("--hnswlib-m", type=int, default=None, help="baseline graph (default --m)")
     parser.add_argument("--hnswlib-ef-construct", type=int, default=None)

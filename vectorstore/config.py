@@ -60,6 +60,9 @@ class StoreConfig:
     #: real UBERON/MONDO ancestors) took 20-55 ms at 40k cells instead of 3-4 ms on the
     #: heap. Single-valued ``*_id`` fields cost ~10 B/cell each on the heap.
     heap_index_fields: tuple[str, ...] = ()
+    #: Send filters through the payload-group table as one condition on the group field
+    #: (see ``vectorstore.groups``); False sends them to Qdrant as they are. Query time.
+    compile_filters: bool = True
     #: Target number of segments (0: Qdrant picks from the CPU count).
     segments: int = 0
     #: Search threads of the embedded engine (None: from the CPU count).

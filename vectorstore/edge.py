@@ -260,7 +260,11 @@ class EdgeStore:
         """
         if flt is None or flt.is_empty:
             return None
-        if self._groups is None or not self._groups.compilable(flt):
+        if (
+            self._groups is None
+            or not self.config.compile_filters
+            or not self._groups.compilable(flt)
+        ):
             return to_edge_filter(flt)
         ids = self._groups.select(flt).tolist() or [-1]
         return qe.Filter(must=[qe.FieldCondition(key=GROUP_FIELD, match=qe.MatchAny(ids))])

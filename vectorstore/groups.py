@@ -56,22 +56,28 @@ def _values(raw: object) -> tuple[str, ...]:
 
 
 class PayloadGroups:
-    """The distinct shared payloads of one store, persisted in ``folder / FILE_NAME``."""
+    """The distinct shared payloads of one store, persisted in ``folder / FILE_NAME``.
+
+    Beside the payloads it keeps an inverted index (field -> value -> rows of the groups
+    holding it) that grows with :meth:`add`, so a store that ingests while it serves never
+    rebuilds it; only :meth:`remove_dataset` (rare) rebuilds from scratch.
+    """
 
     def __init__(self, folder: Path) -> None:
         self.path = Path(folder) / FILE_NAME
         self._payloads: dict[int, dict] = {}
+        self._ids: list[int] = []
+        self._postings: dict[str, dict[str, list[int]]] = {}
+        self._arrays: dict[tuple[str, str], np.ndarray] = {}
         if self.path.exists():
             with self.path.open() as fh:
                 for line in fh:
                     if line.strip():
                         rec = json.loads(line)
-                        self._payloads[int(rec["id"])] = rec["payload"]
+                        self._remember(int(rec["id"]), rec["payload"])
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.path.touch()
-        self._index: dict[str, dict[str, np.ndarray]] | None = None
-        self._ids = np.zeros(0, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self._payloads)
@@ -84,32 +90,32 @@ class PayloadGroups:
             ids.append(gid)
             if gid not in self._payloads:
                 clean = {k: v for k, v in payload.items() if k != GROUP_FIELD}
-                self._payloads[gid] = clean
+                self._remember(gid, clean)
                 new.append(json.dumps({"id": gid, "payload": clean}, default=str))
         if new:
             with self.path.open("a") as fh:
                 fh.write("\n".join(new) + "\n")
                 fh.flush()
                 os.fsync(fh.fileno())
-            self._index = None
         return ids
 
     def remove_dataset(self, dataset_id: str) -> int:
         """Forget the groups of a deleted dataset (after its points are gone); how many."""
-        gone = [g for g, p in self._payloads.items() if p.get("dataset_id") == dataset_id]
+        kept = {g: p for g, p in self._payloads.items() if p.get("dataset_id") != dataset_id}
+        gone = len(self._payloads) - len(kept)
         if not gone:
             return 0
-        for g in gone:
-            del self._payloads[g]
         tmp = self.path.with_suffix(".tmp")
         with tmp.open("w") as fh:
-            for g, p in self._payloads.items():
+            for g, p in kept.items():
                 fh.write(json.dumps({"id": g, "payload": p}, default=str) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
         tmp.replace(self.path)
-        self._index = None
-        return len(gone)
+        self._payloads, self._ids, self._postings, self._arrays = {}, [], {}, {}
+        for g, p in kept.items():
+            self._remember(g, p)
+        return gone
 
     def compilable(self, flt: SearchFilter) -> bool:
         """Whether the filter depends only on shared fields (not on ``cell_id``)."""
@@ -117,37 +123,29 @@ class PayloadGroups:
 
     def select(self, flt: SearchFilter) -> np.ndarray:
         """Ids of the groups matching ``flt``, with :meth:`SearchFilter.matches` semantics."""
-        index = self._inverted()
-        mask = np.ones(self._ids.size, dtype=bool)
+        mask = np.ones(len(self._ids), dtype=bool)
         for name, values in flt.must.items():
-            mask &= self._any_of(index, name, values)
+            mask &= self._any_of(name, values)
         for name, values in flt.must_not.items():
-            mask &= ~self._any_of(index, name, values)
-        return self._ids[mask]
+            mask &= ~self._any_of(name, values)
+        return np.asarray(self._ids, dtype=np.int64)[mask]
 
-    def _any_of(
-        self, index: dict[str, dict[str, np.ndarray]], name: str, values: Sequence[str]
-    ) -> np.ndarray:
-        hit = np.zeros(self._ids.size, dtype=bool)
-        postings = index.get(name, {})
+    def _any_of(self, name: str, values: Sequence[str]) -> np.ndarray:
+        hit = np.zeros(len(self._ids), dtype=bool)
+        postings = self._postings.get(name, {})
         for v in values:
-            rows = postings.get(v)
-            if rows is not None:
-                hit[rows] = True
+            rows = self._arrays.get((name, v))
+            if rows is None:
+                rows = self._arrays[(name, v)] = np.asarray(postings.get(v, ()), dtype=np.int64)
+            hit[rows] = True
         return hit
 
-    def _inverted(self) -> dict[str, dict[str, np.ndarray]]:
-        """field -> value -> row numbers of the groups holding it (rebuilt after changes)."""
-        if self._index is None:
-            self._ids = np.fromiter(self._payloads, dtype=np.int64, count=len(self._payloads))
-            lists: dict[str, dict[str, list[int]]] = {}
-            for row, payload in enumerate(self._payloads.values()):
-                for name, raw in payload.items():
-                    field_map = lists.setdefault(name, {})
-                    for v in _values(raw):
-                        field_map.setdefault(v, []).append(row)
-            self._index = {
-                name: {v: np.asarray(rows, dtype=np.int64) for v, rows in m.items()}
-                for name, m in lists.items()
-            }
-        return self._index
+    def _remember(self, gid: int, payload: dict) -> None:
+        row = len(self._ids)
+        self._payloads[gid] = payload
+        self._ids.append(gid)
+        for name, raw in payload.items():
+            field_map = self._postings.setdefault(name, {})
+            for v in _values(raw):
+                field_map.setdefault(v, []).append(row)
+                self._arrays.pop((name, v), None)

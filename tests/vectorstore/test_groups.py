@@ -179,3 +179,14 @@ def test_reopened_store_reloads_its_table(fast_tmp, atlas_small):
         assert len(hits) == 5 and all(flt.matches(h.payload) for h in hits)
     finally:
         store.close()
+
+
+def test_index_grows_with_adds_between_queries(tmp_path, atlas_small):
+    """A store that ingests while it serves: cached postings never go stale."""
+    live = PayloadGroups(tmp_path / "live")
+    flt = SearchFilter(must={"cell_type_ancestors": [T_CELL]}, must_not={"study_id": ["study2"]})
+    for start in range(0, len(atlas_small), 7):
+        live.add(_shared(r) for r in atlas_small[start : start + 7])
+        seen = atlas_small[: start + 7]
+        expected = {group_id(_shared(r)) for r in seen if flt.matches(r.full_payload())}
+        assert set(live.select(flt).tolist()) == expected
