@@ -72,6 +72,9 @@ class FirstLayerKernel:
             gene_block,
             cell_block,
         )
+        if status == -2:
+            msg = f"gene_block must be a power of two, got {gene_block}"
+            raise ValueError(msg)
         if status != 0:
             msg = "the first-layer kernel could not allocate its scratch buffers"
             raise MemoryError(msg)

@@ -180,6 +180,9 @@ class SparseEmbedder:
         self.backend = self._choose_backend(backend)
         self.n_threads = int(n_threads) if n_threads else torch.get_num_threads()
         self.gene_block = int(gene_block)
+        if self.gene_block < 1 or self.gene_block & (self.gene_block - 1):
+            msg = f"gene_block must be a power of two, got {gene_block}"
+            raise ValueError(msg)
         if dense_threshold is not None and not 0.0 < dense_threshold <= 1.0:
             msg = (
                 "dense_threshold must be in (0, 1] (a fraction of the batch's cells), "

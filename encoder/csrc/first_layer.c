@@ -71,12 +71,16 @@ int cs_first_layer_tile(void) { return TILE; }
  * scale: per-cell target_sum/total when data holds raw counts, else NULL.
  * dense_col: per gene, its column in xd (n x xd_cols) or -1; NULL when no gene is dense.
  * wt: (n_tiles, n_genes, TILE) float32, tile t holding W'[t*TILE:(t+1)*TILE, :].T.
- * Returns 0, or -1 when a scratch buffer cannot be allocated.
+ * gene_block must be a power of two (a shift, not a division, per non-zero).
+ * Returns 0, -1 when a scratch buffer cannot be allocated, -2 for a bad gene_block.
  */
 int cs_first_layer(const int64_t *indptr, const int32_t *indices, const float *data,
                    const float *scale, const int32_t *dense_col, float *xd, int64_t xd_cols,
                    const float *wt, int64_t n_genes, int64_t n_tiles, float *out,
                    int64_t row0, int64_t row1, int64_t gene_block, int64_t cell_block) {
+  if (gene_block < 1 || (gene_block & (gene_block - 1))) return -2;
+  int shift = 0;
+  while ((1LL << shift) < gene_block) shift++;
   const int64_t n_blocks = (n_genes + gene_block - 1) / gene_block;
   const int64_t hidden = n_tiles * TILE;
   int64_t max_nnz = 0;
@@ -102,7 +106,7 @@ int cs_first_layer(const int64_t *indptr, const int32_t *indices, const float *d
       for (int64_t k = indptr[r]; k < indptr[r + 1]; k++) {
         const int32_t g = indices[k];
         if (dense_col && dense_col[g] >= 0) continue;
-        cnt[g / gene_block + 1]++;
+        cnt[(g >> shift) + 1]++;
       }
     }
     int64_t pos = 0;
@@ -122,7 +126,7 @@ int cs_first_layer(const int64_t *indptr, const int32_t *indices, const float *d
           xd[r * xd_cols + dense_col[g]] += v;
           continue;
         }
-        const int64_t p = fill[g / gene_block]++;
+        const int64_t p = fill[g >> shift]++;
         idx[p] = g;
         val[p] = v;
       }

@@ -128,9 +128,11 @@ def test_every_row_range_and_chunk_edge_is_covered(wide, backend, n_cells, n_thr
 def test_c_kernel_is_the_default_and_gene_blocks_do_not_change_results(wide):
     encoder, x, ref, _ = wide
     assert SparseEmbedder(encoder).backend == "c"
-    for gene_block in (1, 100, 1500, 4096):
+    for gene_block in (1, 64, 1024, 4096):  # one gene a block ... all genes in one block
         fast = SparseEmbedder(encoder, gene_block=gene_block)
         assert np.abs(fast.embed_normalized(x) - ref).max() < 1e-5
+    with pytest.raises(ValueError, match="power of two"):
+        SparseEmbedder(encoder, gene_block=100)
 
 
 @pytest.mark.skipif(kernels.load() is None, reason="the C extension was not built here")
