@@ -17,10 +17,11 @@ ENV PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     DEBIAN_FRONTEND=noninteractive
 
-# Ubuntu 22.04 ships Python 3.11 in universe; the venv module is only needed to build.
+# Ubuntu 22.04 ships Python 3.11 in universe; the venv module, the headers and gcc are only
+# needed to build (gcc and python3.11-dev compile the encoder's first-layer kernel).
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends python3.11 python3.11-venv \
+    && apt-get install -y --no-install-recommends python3.11 python3.11-venv python3.11-dev gcc libc6-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 
@@ -33,7 +34,7 @@ RUN python3.11 -m venv /opt/tools \
 RUN /opt/venv/bin/pip install --index-url "https://download.pytorch.org/whl/${TORCH_CUDA}" \
         torch==2.13.0
 
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY proto ./proto
 COPY cellsearch ./cellsearch
 COPY ontology ./ontology
