@@ -152,6 +152,7 @@ def test_a_shard_without_a_table_filters_through_qdrant(fast_tmp, atlas_small):
             assert store.count(flt) == sum(flt.matches(r.full_payload()) for r in atlas_small)
         store.upsert(atlas_small[:3])  # writes without a table keep working
         assert not (fast_tmp / "legacy" / FILE_NAME).exists()
+        store.optimize()  # tagging an indexed shard, as a real migration does
         n_groups = store.build_group_table()
         assert n_groups == len(store._groups) == len({group_id(_shared(r)) for r in atlas_small})
         assert store.build_group_table() == n_groups  # re-running changes nothing
