@@ -27,6 +27,9 @@
 #include <string.h>
 
 #define TILE 128
+#ifndef PREFETCH_ROWS
+#define PREFETCH_ROWS 4
+#endif
 
 typedef float vec16 __attribute__((vector_size(64), aligned(4)));
 #define NVEC (TILE / 16)
@@ -37,14 +40,28 @@ typedef float vec16 __attribute__((vector_size(64), aligned(4)));
 #define MULTIVERSION
 #endif
 
-/* The TILE-wide product for one chunk: acc rows are TILE floats, contiguous. */
+/* One non-zero of the chunk: its gene and its (normalised) value, read together. */
+typedef struct {
+  int32_t gene;
+  float value;
+} entry;
+
+/* The TILE-wide product for one chunk. Entries are row-major, bucketed by gene block within
+ * each row: those of row r and gene block b are nz[seg[r * (n_blocks + 1) + b] .. +1).
+ * While a row is summed, the next row's entries for the same block are prefetched (a
+ * block's pass visits every row, so its reads are short runs 16 KB apart, which the
+ * hardware prefetchers do not follow). acc rows are TILE floats, contiguous. */
 MULTIVERSION
 static void accumulate_tile(const int64_t *seg, int64_t n_rows, int64_t n_blocks,
-                            const int32_t *idx, const float *val, const float *w_tile,
-                            float *acc) {
+                            const entry *nz, const float *w_tile, float *acc) {
+  const int64_t stride = n_blocks + 1;
   for (int64_t b = 0; b < n_blocks; b++) {
     for (int64_t r = 0; r < n_rows; r++) {
-      const int64_t s = seg[r * (n_blocks + 1) + b], e = seg[r * (n_blocks + 1) + b + 1];
+      const int64_t s = seg[r * stride + b], e = seg[r * stride + b + 1];
+      if (r + PREFETCH_ROWS < n_rows) {
+        const char *next = (const char *)(nz + seg[(r + PREFETCH_ROWS) * stride + b]);
+        for (int q = 0; q < 4 * 64; q += 64) __builtin_prefetch(next + q, 0, 3);
+      }
       float *o = acc + r * TILE;
       vec16 a[NVEC];
       if (b == 0) {
@@ -54,8 +71,8 @@ static void accumulate_tile(const int64_t *seg, int64_t n_rows, int64_t n_blocks
         for (int i = 0; i < NVEC; i++) memcpy(&a[i], o + 16 * i, 64);
       }
       for (int64_t k = s; k < e; k++) {
-        const float v = val[k];
-        const vec16 *wr = (const vec16 *)(w_tile + (int64_t)idx[k] * TILE);
+        const float v = nz[k].value;
+        const vec16 *wr = (const vec16 *)(w_tile + (int64_t)nz[k].gene * TILE);
 #pragma GCC unroll 8
         for (int i = 0; i < NVEC; i++) a[i] += v * wr[i];
       }
@@ -89,17 +106,17 @@ int cs_first_layer(const int64_t *indptr, const int32_t *indices, const float *d
     if (indptr[c1] - indptr[c0] > max_nnz) max_nnz = indptr[c1] - indptr[c0];
   }
   int64_t *seg = malloc(sizeof(int64_t) * cell_block * (n_blocks + 1));
-  int32_t *idx = malloc(sizeof(int32_t) * (max_nnz + 1));
-  float *val = malloc(sizeof(float) * (max_nnz + 1));
+  entry *nz = malloc(sizeof(entry) * (max_nnz + 1));
   float *acc = aligned_alloc(64, sizeof(float) * cell_block * TILE);
-  if (!seg || !idx || !val || !acc) {
-    free(seg), free(idx), free(val), free(acc);
+  if (!seg || !nz || !acc) {
+    free(seg), free(nz), free(acc);
     return -1;
   }
   for (int64_t c0 = row0; c0 < row1; c0 += cell_block) {
     const int64_t c1 = c0 + cell_block < row1 ? c0 + cell_block : row1;
     const int64_t n_rows = c1 - c0;
-    /* 1. bucket by gene block: count, prefix-sum, scatter (normalising as we go) */
+    /* 1. bucket each row's entries by gene block: count, prefix-sum, scatter (normalising
+     *    as we go); a row's entries stay within its own few KB, so this pass is cheap */
     memset(seg, 0, sizeof(int64_t) * n_rows * (n_blocks + 1));
     for (int64_t r = c0; r < c1; r++) {
       int64_t *cnt = seg + (r - c0) * (n_blocks + 1);
@@ -127,8 +144,8 @@ int cs_first_layer(const int64_t *indptr, const int32_t *indices, const float *d
           continue;
         }
         const int64_t p = fill[g >> shift]++;
-        idx[p] = g;
-        val[p] = v;
+        nz[p].gene = g;
+        nz[p].value = v;
       }
       /* the scatter advanced each block's start to its end: shift back by one block */
       for (int64_t b = n_blocks; b > 0; b--) fill[b] = fill[b - 1];
@@ -136,11 +153,11 @@ int cs_first_layer(const int64_t *indptr, const int32_t *indices, const float *d
     }
     /* 2. one TILE of hidden units at a time over L2-resident gene blocks of weights */
     for (int64_t t = 0; t < n_tiles; t++) {
-      accumulate_tile(seg, n_rows, n_blocks, idx, val, wt + t * n_genes * TILE, acc);
+      accumulate_tile(seg, n_rows, n_blocks, nz, wt + t * n_genes * TILE, acc);
       for (int64_t r = 0; r < n_rows; r++)
         memcpy(out + (c0 + r) * hidden + t * TILE, acc + r * TILE, sizeof(float) * TILE);
     }
   }
-  free(seg), free(idx), free(val), free(acc);
+  free(seg), free(nz), free(acc);
   return 0;
 }
