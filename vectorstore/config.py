@@ -63,6 +63,9 @@ class StoreConfig:
     #: Send filters through the payload-group table as one condition on the group field
     #: (see ``vectorstore.groups``); False sends them to Qdrant as they are. Query time.
     compile_filters: bool = True
+    #: ... but only while the filter matches at most this many groups: a broad filter
+    #: (half the atlas: tens of thousands of groups) is cheaper for Qdrant as it is.
+    compile_max_groups: int = 10_000
     #: Target number of segments (0: Qdrant picks from the CPU count).
     segments: int = 0
     #: Search threads of the embedded engine (None: from the CPU count).

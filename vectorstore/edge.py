@@ -266,8 +266,11 @@ class EdgeStore:
             or not self._groups.compilable(flt)
         ):
             return to_edge_filter(flt)
-        ids = self._groups.select(flt).tolist() or [-1]
-        return qe.Filter(must=[qe.FieldCondition(key=GROUP_FIELD, match=qe.MatchAny(ids))])
+        ids = self._groups.select(flt)
+        if ids.size > self.config.compile_max_groups:
+            return to_edge_filter(flt)
+        match = qe.MatchAny(ids.tolist() or [-1])
+        return qe.Filter(must=[qe.FieldCondition(key=GROUP_FIELD, match=match)])
 
     def _params(self, k: int, ef: int | None) -> qe.SearchParams:
         quant = None

@@ -191,3 +191,17 @@ def test_index_grows_with_adds_between_queries(tmp_path, atlas_small):
         seen = atlas_small[: start + 7]
         expected = {group_id(_shared(r)) for r in seen if flt.matches(r.full_payload())}
         assert set(live.select(flt).tolist()) == expected
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("limit", [0, 1, 10_000])
+def test_broad_filters_past_the_group_limit_go_as_they_are(edge, atlas_small, limit):
+    """Whichever form a filter takes (compiled or not), the same cells come back."""
+    from dataclasses import replace
+
+    edge.config = replace(edge.config, compile_max_groups=limit)
+    for flt in CASES:
+        expected = sorted(r.cell_id for r in atlas_small if flt.matches(r.full_payload()))
+        (hits,) = edge.search(atlas_small[0].vector, k=len(atlas_small), filter=flt)
+        assert sorted(h.cell_id for h in hits) == expected
+        assert edge.count(flt) == len(expected)
