@@ -146,6 +146,28 @@ def available_backends() -> tuple[str, ...]:
     return (*found, "scipy")
 
 
+@torch.no_grad()
+def fold_inference_layers(blocks: torch.nn.Module) -> list[torch.nn.Module]:
+    """The layers after the first block as inference needs them: Dropout dropped, each eval
+    BatchNorm folded into the Linear before it (one GEMM, no extra pass over the batch)."""
+    flat = [
+        m for m in blocks.modules() if not isinstance(m, torch.nn.Sequential | torch.nn.ModuleList)
+    ]
+    out: list[torch.nn.Module] = []
+    for m in flat:
+        if isinstance(m, torch.nn.Dropout):
+            continue
+        if isinstance(m, torch.nn.BatchNorm1d) and out and isinstance(out[-1], torch.nn.Linear):
+            lin = copy.deepcopy(out[-1])
+            scale = m.weight / torch.sqrt(m.running_var + m.eps)
+            lin.weight.copy_((lin.weight.double() * scale.double()[:, None]).float())
+            lin.bias.copy_(((lin.bias - m.running_mean) * scale + m.bias).float())
+            out[-1] = lin
+            continue
+        out.append(m)
+    return out
+
+
 class SparseEmbedder:
     """A frozen, inference-only copy of an :class:`Encoder` with a sparse first layer.
 
@@ -176,7 +198,7 @@ class SparseEmbedder:
         self.hidden_size, self.n_genes = linear.weight.shape
         self.bias = b.detach().float()
         self.prelu = enc.network[0][3]
-        self.rest = enc.network[1:]
+        self.rest = fold_inference_layers(enc.network[1:])
         self.backend = self._choose_backend(backend)
         self.n_threads = int(n_threads) if n_threads else torch.get_num_threads()
         self.gene_block = int(gene_block)
