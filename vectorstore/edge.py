@@ -253,16 +253,19 @@ class EdgeStore:
 
     # -- reads --------------------------------------------------------------
     def _compile(self, flt: SearchFilter | None) -> qe.Filter | None:
-        """The filter as one condition on :data:`GROUP_FIELD` when the group table allows.
+        """A conjunction as one condition on :data:`GROUP_FIELD` when the group table allows.
 
         Evaluated on the in-memory table of distinct payloads (see ``vectorstore.groups``);
         no matching group becomes an id no group has, so Qdrant answers from its index.
+        Single conditions, filters on ``cell_id`` and filters matching more than
+        ``compile_max_groups`` groups go as they are (see :class:`StoreConfig`).
         """
         if flt is None or flt.is_empty:
             return None
         if (
             self._groups is None
             or not self.config.compile_filters
+            or len(flt.must) + len(flt.must_not) < 2
             or not self._groups.compilable(flt)
         ):
             return to_edge_filter(flt)

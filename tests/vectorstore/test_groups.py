@@ -205,3 +205,17 @@ def test_broad_filters_past_the_group_limit_go_as_they_are(edge, atlas_small, li
         (hits,) = edge.search(atlas_small[0].vector, k=len(atlas_small), filter=flt)
         assert sorted(h.cell_id for h in hits) == expected
         assert edge.count(flt) == len(expected)
+
+
+@pytest.mark.integration
+def test_only_conjunctions_within_the_group_limit_are_compiled(edge):
+    def form(flt):
+        compiled = edge._compile(flt)
+        keys = [c.key for c in (compiled.must or [])] + [c.key for c in (compiled.must_not or [])]
+        return "groups" if keys == [GROUP_FIELD] else "as is"
+
+    assert form(CASES[0]) == "as is"  # one condition: Qdrant walks one posting list
+    assert form(CASES[3]) == "as is"
+    assert form(CASES[1]) == form(CASES[2]) == form(CASES[4]) == "groups"
+    assert form(CASES[5]) == "as is"  # cell_id cannot be decided per group
+    assert edge._compile(None) is None and edge._compile(SearchFilter()) is None
