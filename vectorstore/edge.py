@@ -95,13 +95,23 @@ class EdgeStore:
                     on_disk=self.config.index_on_disk(name),
                 )
                 self._shard.update(qe.UpdateOperation.create_field_index(name, params))
-            group_index = qe.IntegerIndexParams(lookup=True, range=False, on_disk=False)
-            self._shard.update(qe.UpdateOperation.create_field_index(GROUP_FIELD, group_index))
+            self._create_group_index()
         # Shards created before payload groups existed have no table: filters then go to
         # Qdrant as they are (correct, slower on conjunctions of list fields).
         fresh = not existing or (self.path / GROUPS_FILE).exists()
         self._groups = PayloadGroups(self.path) if fresh else None
         self._closed = False
+
+    def _create_group_index(self) -> None:
+        """The integer index on :data:`GROUP_FIELD`, memory-mapped like the keyword indexes.
+
+        On the heap it cost ~40 B/cell (RssAnon 229 vs 191 MB at 1M cells) for no measurable
+        gain: a compiled filter is one condition, walked through its posting lists.
+        """
+        params = qe.IntegerIndexParams(
+            lookup=True, range=False, on_disk=self.config.payload_index_on_disk
+        )
+        self._shard.update(qe.UpdateOperation.create_field_index(GROUP_FIELD, params))
 
     # -- writes -------------------------------------------------------------
     def upsert(self, records: Sequence[CellRecord]) -> None:
@@ -232,8 +242,7 @@ class EdgeStore:
         ``set_payload``, so it costs about a scroll plus ~0.2 ms per group. Safe to re-run.
         """
         if self._groups is None:
-            index = qe.IntegerIndexParams(lookup=True, range=False, on_disk=False)
-            self._shard.update(qe.UpdateOperation.create_field_index(GROUP_FIELD, index))
+            self._create_group_index()
             self._groups = PayloadGroups(self.path)
         members: dict[int, list] = {}
         offset = None

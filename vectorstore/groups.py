@@ -4,14 +4,16 @@ Every payload field but ``cell_id`` is shared by the cells of one sample and cel
 an atlas of a million cells holds only thousands to tens of thousands of distinct payloads
 ("groups"). The embedded store keeps that small table in memory (and in a JSON-lines file
 beside the shard), tags every point with its group's id in the integer field
-:data:`GROUP_FIELD` (indexed on the heap), and turns a :class:`SearchFilter` into
+:data:`GROUP_FIELD` (an integer index, memory-mapped like the others), and turns a :class:`SearchFilter` into
 ``GROUP_FIELD in {matching group ids}`` by evaluating it on the table.
+
+Single conditions are sent as they are (Qdrant already walks one posting list for them).
 
 Why: Qdrant evaluates a conjunction by walking the points of its most selective condition
 and re-checking the others on each one. With memory-mapped indexes on the ancestor lists,
 "tissue X and lineage Y" (1% of 1M cells) walked the ~5% of one condition at ~1 us a point.
-One condition over group ids walks exactly the matching points and checks a heap lookup,
-for ~10 bytes per cell instead of heap indexes on every list field (~500 bytes per cell).
+One condition over group ids walks exactly the matching points, with nothing to re-check,
+and needs no heap indexes on the list fields (~500 bytes per cell).
 It also knows each filter's exact size before Qdrant runs, which the search planner uses.
 
 The file is append-only between deletions; a group is written before any point that uses
