@@ -373,14 +373,17 @@ def edge_variants(base: StoreConfig, spec: str) -> list[tuple[str, StoreConfig]]
             sel = float(item.split("=", 1)[1])
             out.append((f"qdrant-edge acorn<{sel:g}", replace(base, acorn_max_selectivity=sel)))
         elif item == "raw":
-            out.append(("qdrant-edge filter as is", replace(base, compile_filters=False)))
+            plain = replace(base, compile_filters=False, post_filter_min_share=None)
+            out.append(("qdrant-edge filter as is", plain))
+        elif item == "nopost":
+            out.append(("qdrant-edge no post-filter", replace(base, post_filter_min_share=None)))
         elif item.startswith("ef="):
             ef = int(item.split("=", 1)[1])
             out.append((f"qdrant-edge ef={ef}", replace(base, search_ef=ef)))
         else:
             msg = (
-                f"unknown variant {item!r}; use default, raw (filters not compiled to "
-                "payload groups), acorn=<max selectivity> or ef=<int>"
+                f"unknown variant {item!r}; use default, raw (filters as they are: no payload "
+                "groups, no post-filtering), nopost, acorn=<max selectivity> or ef=<int>"
             )
             raise SystemExit(msg)
     return out

@@ -69,6 +69,10 @@ class StoreConfig:
     #: ... and only while the filter matches at most this many groups: a broad filter
     #: (half the atlas: 35k groups at 1M) took 2-3x longer as group ids.
     compile_max_groups: int = 10_000
+    #: Filters matching at least this share of the payload groups are answered by an
+    #: unfiltered search for ``4k / share`` candidates kept to the filter (filtered HNSW
+    #: when fewer than k survive); None: always filtered HNSW. Needs the group table.
+    post_filter_min_share: float | None = 0.3
     #: Target number of segments (0: Qdrant picks from the CPU count).
     segments: int = 0
     #: Search threads of the embedded engine (None: from the CPU count).

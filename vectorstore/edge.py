@@ -7,6 +7,7 @@ congruence tests exercise. One process may open a shard at a time.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,6 +29,8 @@ from vectorstore.groups import FILE_NAME as GROUPS_FILE
 from vectorstore.types import PAYLOAD_FIELDS, CellRecord, Hit, SearchFilter, point_id
 
 UPSERT_BATCH = 4096
+#: Post-filtering asks for 4k / share candidates; past this many, filtered HNSW is cheaper.
+POST_FILTER_MAX_CANDIDATES = 4096
 SCROLL_PAGE = 1024
 
 
@@ -310,21 +313,94 @@ class EdgeStore:
     ) -> list[list[Hit]]:
         check_k(k)
         mat = as_query_matrix(vectors, self.config.dim)
-        flt = self._compile(filter)
-        params = self._params(k, ef)
+        out: list[list[Hit] | None] = [None] * len(mat)
+        broad = self._broad_groups(filter, k)
+        if broad is not None:
+            for i, hits in enumerate(self._post_filtered(mat, k, broad, with_vectors, ef)):
+                out[i] = hits
+        todo = [i for i, hits in enumerate(out) if hits is None]
+        if todo:
+            flt = self._compile(filter)
+            params = self._params(k, ef)
+            requests = [
+                qe.QueryRequest(
+                    limit=k,
+                    query=qe.Query.Nearest(mat[i].tolist()),
+                    filter=flt,
+                    with_payload=True,
+                    with_vector=with_vectors,
+                    params=params,
+                )
+                for i in todo
+            ]
+            results = self._shard.query_batch(qe.QueryBatchRequest(requests))
+            for i, res in zip(todo, results, strict=True):
+                out[i] = [make_hit(p.score, p.payload, p.vector) for p in res]
+        return [hits or [] for hits in out]
+
+    def _broad_groups(self, flt: SearchFilter | None, k: int) -> tuple[set[int], float] | None:
+        """The matching groups and their share when a filter is broad enough to post-filter.
+
+        Filtered HNSW on a broad filter pays a condition check per visited node; at 1M cells
+        a 54% filter took ~11-13 ms at recall 0.94-0.98, while an unfiltered search for
+        ``4k / share`` candidates kept to the filter took ~7 ms at recall 0.996.
+        """
+        share_min = self.config.post_filter_min_share
+        if flt is None or flt.is_empty or self._groups is None or share_min is None:
+            return None
+        if not self._groups.compilable(flt) or not len(self._groups):
+            return None
+        ids = self._groups.select(flt)
+        share = ids.size / len(self._groups)
+        if share < share_min or math.ceil(4 * k / share) > POST_FILTER_MAX_CANDIDATES:
+            return None
+        return set(ids.tolist()), share
+
+    def _post_filtered(
+        self,
+        mat: np.ndarray,
+        k: int,
+        broad: tuple[set[int], float],
+        with_vectors: bool,  # noqa: FBT001 - private helper
+        ef: int | None,
+    ) -> list[list[Hit] | None]:
+        """Unfiltered candidates kept to the filter's groups; None where fewer than k match.
+
+        The candidates carry only their group id; the kept points' payloads are read in one
+        ``retrieve``. A query whose neighbourhood lies outside the filter comes back None
+        and goes through filtered HNSW instead, so every query still gets k hits.
+        """
+        groups, share = broad
+        limit = math.ceil(4 * k / share)
+        params = self._params(limit, max(ef or self.config.search_ef // 2, limit))
         requests = [
             qe.QueryRequest(
-                limit=k,
+                limit=limit,
                 query=qe.Query.Nearest(row.tolist()),
-                filter=flt,
-                with_payload=True,
-                with_vector=with_vectors,
+                with_payload=qe.PayloadSelector.Include([GROUP_FIELD]),
+                with_vector=False,
                 params=params,
             )
             for row in mat
         ]
-        results = self._shard.query_batch(qe.QueryBatchRequest(requests))
-        return [[make_hit(p.score, p.payload, p.vector) for p in res] for res in results]
+        kept: list[list[tuple[object, float]] | None] = []
+        for res in self._shard.query_batch(qe.QueryBatchRequest(requests)):
+            rows = [(p.id, p.score) for p in res if p.payload.get(GROUP_FIELD) in groups][:k]
+            kept.append(rows if len(rows) == k else None)
+        wanted = [pid for rows in kept if rows for pid, _ in rows]
+        if not wanted:
+            return kept  # type: ignore[return-value]
+        records = self._shard.retrieve(wanted, with_payload=True, with_vector=with_vectors)
+        by_id = {str(r.id): r for r in records}
+        return [
+            None
+            if rows is None
+            else [
+                make_hit(score, by_id[str(pid)].payload, by_id[str(pid)].vector)
+                for pid, score in rows
+            ]
+            for rows in kept
+        ]
 
     def retrieve(self, cells: Sequence[CellRef], *, with_vectors: bool = True) -> list[Hit]:
         pairs, bare = split_refs(cells)

@@ -219,3 +219,62 @@ def test_only_conjunctions_within_the_group_limit_are_compiled(edge):
     assert form(CASES[1]) == form(CASES[2]) == form(CASES[4]) == "groups"
     assert form(CASES[5]) == "as is"  # cell_id cannot be decided per group
     assert edge._compile(None) is None and edge._compile(SearchFilter()) is None
+
+
+@pytest.mark.integration
+def test_broad_filters_are_post_filtered_with_the_same_answers(edge, atlas_small):
+    """Unfiltered candidates kept to the filter's groups == filtered search, hit for hit."""
+    from dataclasses import replace
+
+    broad = SearchFilter(must_not={"cell_type_id": ["CL:0000235"]})  # 3 of 4 types
+    narrow = SearchFilter(must={"cell_type_id": ["CL:0000235"], "study_id": ["study0"]})
+    assert edge._broad_groups(broad, 10) is not None
+    assert edge._broad_groups(narrow, 10) is None
+    assert edge._broad_groups(broad, 2000) is None  # too many candidates: filtered HNSW
+    queries = np.stack([r.vector for r in atlas_small[::9]])
+    post = edge.search(queries, k=10, filter=broad)
+    edge.config = replace(edge.config, post_filter_min_share=None)
+    plain = edge.search(queries, k=10, filter=broad)
+    for a, b in zip(post, plain, strict=True):
+        assert [h.cell_id for h in a] == [h.cell_id for h in b]
+        assert [h.payload for h in a] == [h.payload for h in b]
+        np.testing.assert_allclose([h.score for h in a], [h.score for h in b], atol=1e-6)
+
+
+@pytest.mark.integration
+def test_post_filter_falls_back_when_the_neighbourhood_is_outside_the_filter(fast_tmp):
+    """Groups are not cells: 300 macrophages share one payload, 300 other cells have one
+    each, so 'not macrophage' matches ~all groups (post-filtered with 4k candidates) while a
+    macrophage query's candidates are all macrophages. It must fall back, not come short."""
+    from vectorstore import CellRecord
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(2, 128))
+    recs = [
+        CellRecord(
+            "d1", f"m{i}", centres[0] + 0.2 * rng.normal(size=128), {"cell_type_id": "CL:0000235"}
+        )
+        for i in range(300)
+    ] + [
+        CellRecord(
+            "d1",
+            f"t{i}",
+            centres[1] + 0.2 * rng.normal(size=128),
+            {"cell_type_id": "CL:0000084", "sample_id": f"s{i}"},
+        )
+        for i in range(300)
+    ]
+    store = open_store(path=fast_tmp)
+    try:
+        store.upsert(recs)
+        flt = SearchFilter(must_not={"cell_type_id": ["CL:0000235"]})
+        groups, share = store._broad_groups(flt, 30)
+        assert share > 0.99
+        assert store._post_filtered(centres[0][None, :], 30, (groups, share), False, None) == [None]
+        (hits,) = store.search(centres[0], k=30, filter=flt, with_vectors=True)
+        assert len(hits) == 30 and all(h.cell_id.startswith("t") for h in hits)
+        assert all(h.vector is not None and h.vector.shape == (128,) for h in hits)
+        scores = [h.score for h in hits]
+        assert scores == sorted(scores, reverse=True)
+    finally:
+        store.close()
