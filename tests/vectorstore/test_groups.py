@@ -278,3 +278,11 @@ def test_post_filter_falls_back_when_the_neighbourhood_is_outside_the_filter(fas
         assert scores == sorted(scores, reverse=True)
     finally:
         store.close()
+
+
+def test_contains_answers_membership_by_binary_search(table, atlas_small):
+    flt = SearchFilter(must={"cell_type_ancestors": [T_CELL]})
+    rows = table.match_rows(flt)
+    gids = np.array([group_id(_shared(r)) for r in atlas_small] + [-1, 2**62], dtype=np.int64)
+    expected = [flt.matches(r.full_payload()) for r in atlas_small] + [False, False]
+    assert table.contains(rows, gids).tolist() == expected
