@@ -507,16 +507,21 @@ def run(args: argparse.Namespace) -> dict:
                 vtruth = [set(exact_search(atlas.x, q, case.mask, k).tolist()) for q in vq]
                 planned.append((label, vcfg, vq, vtruth))
             time.sleep(1.0)
-            for label, vcfg, vq, vtruth in planned:
-                store.config = vcfg
-                lat, rec = [], []
-                for q, tr in zip(vq, vtruth, strict=True):
+            # Interleaved, in an order rotated per query: whatever slows the query after a
+            # switch (caches, page faults, BLAS threads parking) falls on every series alike.
+            lats: list[list[float]] = [[] for _ in planned]
+            recs: list[list[float]] = [[] for _ in planned]
+            for i in range(args.queries):
+                for j in np.roll(np.arange(len(planned)), i):
+                    _, vcfg, vq, vtruth = planned[j]
+                    store.config = vcfg
                     t = time.perf_counter()
-                    (hits,) = store.search(q, k, case.flt)
-                    lat.append((time.perf_counter() - t) * 1e3)
+                    (hits,) = store.search(vq[i], k, case.flt)
+                    lats[j].append((time.perf_counter() - t) * 1e3)
                     got = {int(h.cell_id[1:]) for h in hits}
-                    rec.append(len(got & tr) / len(tr))
-                rows[label] = (lat, float(np.mean(rec)))
+                    recs[j].append(len(got & vtruth[i]) / len(vtruth[i]))
+            for j, (label, *_) in enumerate(planned):
+                rows[label] = (lats[j], float(np.mean(recs[j])))
             # hnswlib k' then filter
             lat, rec = [], []
             for q, tr in zip(queries, truth, strict=True):
