@@ -10,7 +10,7 @@ import qdrant_edge as qe
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vectorstore import SearchFilter, open_store
+from vectorstore import SearchFilter, StoreConfig, open_store
 from vectorstore.edge import EdgeStore
 from vectorstore.groups import FILE_NAME, GROUP_FIELD, PayloadGroups, group_id
 
@@ -226,6 +226,7 @@ def test_broad_filters_are_post_filtered_with_the_same_answers(edge, atlas_small
     """Unfiltered candidates kept to the filter's groups == filtered search, hit for hit."""
     from dataclasses import replace
 
+    edge.config = replace(edge.config, post_filter_min_share=0.3)
     broad = SearchFilter(must_not={"cell_type_id": ["CL:0000235"]})  # 3 of 4 types
     narrow = SearchFilter(must={"cell_type_id": ["CL:0000235"], "study_id": ["study0"]})
     assert edge._broad_groups(broad, 10) is not None
@@ -264,7 +265,7 @@ def test_post_filter_falls_back_when_the_neighbourhood_is_outside_the_filter(fas
         )
         for i in range(300)
     ]
-    store = open_store(path=fast_tmp)
+    store = open_store(path=fast_tmp, config=StoreConfig(post_filter_min_share=0.3))
     try:
         store.upsert(recs)
         flt = SearchFilter(must_not={"cell_type_id": ["CL:0000235"]})
