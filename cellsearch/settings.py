@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from vectorstore import StoreConfig
 
 
 class Settings(BaseSettings):
@@ -37,6 +40,17 @@ class Settings(BaseSettings):
     hnsw_m: int = Field(default=32, ge=4, le=128)
     hnsw_ef_construct: int = Field(default=200, ge=8, le=1024)
     search_ef: int = Field(default=1024, ge=8, le=4096)
+    compile_filters: bool = Field(
+        default=True,
+        description="Send filter conjunctions as one condition over payload groups (embedded).",
+    )
+    post_filter_min_share: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="Post-filter filters matching at least this share of payload groups "
+        "(a recall knob for broad filters); None: filtered HNSW always.",
+    )
 
     # --- broker -------------------------------------------------------------
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -91,6 +105,20 @@ class Settings(BaseSettings):
     def store_mode(self) -> Literal["embedded", "server"]:
         """``server`` when a Qdrant URL is configured, else the in-process engine."""
         return "server" if self.qdrant_url else "embedded"
+
+    def store_config(self) -> StoreConfig:
+        """The vector store's schema and query knobs these settings name (workers and the
+        service both open the store through this, so they can never disagree)."""
+        from vectorstore import StoreConfig
+
+        return StoreConfig(
+            quantization=self.quantization,
+            hnsw_m=self.hnsw_m,
+            hnsw_ef_construct=self.hnsw_ef_construct,
+            search_ef=self.search_ef,
+            compile_filters=self.compile_filters,
+            post_filter_min_share=self.post_filter_min_share,
+        )
 
 
 @lru_cache(maxsize=1)

@@ -37,7 +37,7 @@ from cellsearch.jobs import (
     RedisJobStore,
 )
 from cellsearch.settings import Settings
-from vectorstore import CellStore, StoreConfig, open_store
+from vectorstore import CellStore, open_store
 from workers import pipeline
 from workers.app import make_celery
 
@@ -82,15 +82,6 @@ def ingest_options(settings: Settings, **overrides: Any) -> pipeline.IngestOptio
     return replace(base, **overrides)
 
 
-def store_config(settings: Settings) -> StoreConfig:
-    return StoreConfig(
-        hnsw_m=settings.hnsw_m,
-        hnsw_ef_construct=settings.hnsw_ef_construct,
-        search_ef=settings.search_ef,
-        quantization=settings.quantization,
-    )
-
-
 def open_settings_store(settings: Settings) -> CellStore:
     """The store named by settings: a Qdrant server by URL, else the embedded shard."""
     key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
@@ -99,10 +90,10 @@ def open_settings_store(settings: Settings) -> CellStore:
             url=settings.qdrant_url,
             api_key=key,
             collection=settings.collection,
-            config=store_config(settings),
+            config=settings.store_config(),
         )
     return open_store(
-        path=settings.store_path, collection=settings.collection, config=store_config(settings)
+        path=settings.store_path, collection=settings.collection, config=settings.store_config()
     )
 
 

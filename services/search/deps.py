@@ -38,14 +38,9 @@ def celery_submit(redis_url: str) -> Submit:
 
 def open_store_from(settings: Settings) -> Any:
     """The store the settings name: a Qdrant server by URL, else the embedded engine."""
-    from vectorstore import StoreConfig, open_store
+    from vectorstore import open_store
 
-    config = StoreConfig(
-        quantization=settings.quantization,
-        hnsw_m=settings.hnsw_m,
-        hnsw_ef_construct=settings.hnsw_ef_construct,
-        search_ef=settings.search_ef,
-    )
+    config = settings.store_config()
     if settings.qdrant_url:
         key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
         return open_store(

@@ -30,3 +30,15 @@ def test_tls_files_must_come_in_pairs(tmp_path: Path) -> None:
 def test_limits_are_validated() -> None:
     with pytest.raises(ValidationError):
         Settings(max_k=0)
+
+
+def test_store_config_carries_the_search_knobs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CELLSEARCH_SEARCH_EF", "1536")
+    monkeypatch.setenv("CELLSEARCH_POST_FILTER_MIN_SHARE", "0.3")
+    monkeypatch.setenv("CELLSEARCH_COMPILE_FILTERS", "false")
+    cfg = Settings().store_config()
+    assert (cfg.search_ef, cfg.post_filter_min_share, cfg.compile_filters) == (1536, 0.3, False)
+    monkeypatch.delenv("CELLSEARCH_POST_FILTER_MIN_SHARE")
+    assert Settings().store_config().post_filter_min_share is None  # off unless asked for
+    with pytest.raises(ValidationError):
+        Settings(post_filter_min_share=1.5)
