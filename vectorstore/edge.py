@@ -344,9 +344,10 @@ class EdgeStore:
         """The matching groups (a mask over the table) and their share, when a filter is
         broad enough to post-filter.
 
-        Filtered HNSW on a broad filter pays a condition check per visited node; at 1M cells
-        a 54% filter kept recall at 0.94-0.98 whatever the ef, while an unfiltered search for
-        ``POST_FILTER_OVERSAMPLING * k / share`` candidates kept to the filter reached 0.99.
+        Off unless ``post_filter_min_share`` is set: at 1M cells a 54% filter kept recall at
+        0.94-0.98 through filtered HNSW whatever the ef; an unfiltered search for
+        ``POST_FILTER_OVERSAMPLING * k / share`` candidates kept to the filter reached 0.98-0.99
+        but took ~35% longer (docs/vectorstore.md).
         """
         share_min = self.config.post_filter_min_share
         if flt is None or flt.is_empty or self._groups is None or share_min is None:
@@ -364,7 +365,7 @@ class EdgeStore:
         self,
         mat: np.ndarray,
         k: int,
-        broad: tuple[set[int], float],
+        broad: tuple[np.ndarray, float],
         with_vectors: bool,  # noqa: FBT001 - private helper
         ef: int | None,
     ) -> list[list[Hit] | None]:
