@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from workers_testkit import make_obs
 
 from cellsearch.jobs import MemoryJobStore
 from vectorstore import SearchFilter, open_store
@@ -27,18 +28,7 @@ def store(tmp_path_factory):
 
 
 def _obs(n: int = N) -> pd.DataFrame:
-    types = ["CL:0000236", "CL:0000624", "CL:0000235"]
-    return pd.DataFrame(
-        {
-            "cell_type_ontology_term_id": pd.Categorical([types[i % 3] for i in range(n)]),
-            "tissue_ontology_term_id": pd.Categorical(["UBERON:0000178"] * n),
-            "disease_ontology_term_id": pd.Categorical(["PATO:0000461"] * n),
-            "assay_ontology_term_id": pd.Categorical(["EFO:0009922"] * n),
-            "donor_id": pd.Categorical([f"d{i % 2}" for i in range(n)]),
-            "sample_id": pd.Categorical([f"s{i % 4}" for i in range(n)]),
-        },
-        index=pd.Index([f"c{i:04d}" for i in range(n)]),
-    )
+    return make_obs(n, width=4)
 
 
 def _vectors(n: int = N, seed: int = 0) -> np.ndarray:

@@ -68,6 +68,23 @@ def tiny_validator(min_overlap: float = 0.5):
     return validate
 
 
+def make_obs(n_cells: int, *, prefix: str = "c", width: int = 6) -> pd.DataFrame:
+    """CELLxGENE-style obs: three cell types, one tissue, healthy, two donors, four samples."""
+    return pd.DataFrame(
+        {
+            "cell_type_ontology_term_id": pd.Categorical(
+                [CELL_TYPES[i % len(CELL_TYPES)] for i in range(n_cells)]
+            ),
+            "tissue_ontology_term_id": pd.Categorical(["UBERON:0000178"] * n_cells),
+            "disease_ontology_term_id": pd.Categorical(["PATO:0000461"] * n_cells),
+            "assay_ontology_term_id": pd.Categorical(["EFO:0009922"] * n_cells),
+            "donor_id": pd.Categorical([f"d{i % 2}" for i in range(n_cells)]),
+            "sample_id": pd.Categorical([f"s{i % 4}" for i in range(n_cells)]),
+        },
+        index=pd.Index([f"{prefix}{i:0{width}d}" for i in range(n_cells)]),
+    )
+
+
 def write_h5ad(
     path: Path,
     n_cells: int,
@@ -84,19 +101,7 @@ def write_h5ad(
     x = sp.csr_matrix(counts)
     if log_normalised:
         x = sp.csr_matrix(np.log1p(counts / counts.sum(1, keepdims=True) * 1e4))
-    obs = pd.DataFrame(
-        {
-            "cell_type_ontology_term_id": pd.Categorical(
-                [CELL_TYPES[i % len(CELL_TYPES)] for i in range(n_cells)]
-            ),
-            "tissue_ontology_term_id": pd.Categorical(["UBERON:0000178"] * n_cells),
-            "disease_ontology_term_id": pd.Categorical(["PATO:0000461"] * n_cells),
-            "assay_ontology_term_id": pd.Categorical(["EFO:0009922"] * n_cells),
-            "donor_id": pd.Categorical([f"d{i % 2}" for i in range(n_cells)]),
-            "sample_id": pd.Categorical([f"s{i % 4}" for i in range(n_cells)]),
-        },
-        index=pd.Index([f"{prefix}{i:06d}" for i in range(n_cells)]),
-    )
+    obs = make_obs(n_cells, prefix=prefix)
     adata = ad.AnnData(X=x, obs=obs, var=pd.DataFrame(index=pd.Index(list(genes))))
     path.parent.mkdir(parents=True, exist_ok=True)
     adata.write_h5ad(path)
