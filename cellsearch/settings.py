@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     collection: str = Field(default="cells", description="Collection (or shard) name.")
     quantization: Literal["none", "int8"] = "int8"
     hnsw_m: int = Field(default=32, ge=4, le=128)
-    hnsw_ef_construct: int = Field(default=200, ge=8, le=1024)
+    hnsw_ef_construct: int = Field(default=400, ge=8, le=1024)
     search_ef: int = Field(default=1024, ge=8, le=4096)
     compile_filters: bool = Field(
         default=True,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import replace
 
@@ -95,6 +96,21 @@ def test_guide_indexes_exactly_the_fields_the_store_indexes():
 
     loop = re.search(r"for f in (.*?); do", GUIDE.read_text(), re.S).group(1)
     assert loop.replace("\\", " ").split() == list(INDEXED_FIELDS)
+
+
+def test_guide_creates_the_cluster_collection_with_the_stores_graph():
+    """The curl that creates a cluster's collection builds the graph the store would build
+    (at 1M cells a smaller ef_construct cost recall on broad filters)."""
+    from vectorstore import StoreConfig
+
+    body = re.search(r"\"hnsw_config\": (\{.*?\})", GUIDE.read_text()).group(1)
+    hnsw = json.loads(body)
+    cfg = StoreConfig()
+    assert (hnsw["m"], hnsw["ef_construct"], hnsw["full_scan_threshold"]) == (
+        cfg.hnsw_m,
+        cfg.hnsw_ef_construct,
+        cfg.full_scan_threshold_kb,
+    )
 
 
 def test_guide_multi_gpu_snippet_is_valid_in_compose_yaml():

@@ -42,3 +42,11 @@ def test_store_config_carries_the_search_knobs(monkeypatch: pytest.MonkeyPatch) 
     assert Settings().store_config().post_filter_min_share is None  # off unless asked for
     with pytest.raises(ValidationError):
         Settings(post_filter_min_share=1.5)
+
+
+def test_store_defaults_are_the_store_configs_own() -> None:
+    """The settings restate StoreConfig's defaults (no import of the engine at load time);
+    they must not drift apart, or the service would search with other knobs than measured."""
+    from vectorstore import StoreConfig
+
+    assert Settings().store_config() == StoreConfig()
