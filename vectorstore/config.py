@@ -28,12 +28,12 @@ class StoreConfig:
     hnsw_m: int = 32
     #: 400, not 200: at 1M cells a filter selecting half the atlas (one condition, so
     #: filtered HNSW over a sub-graph with holes where the excluded studies sit) reached
-    #: recall@50 0.999 at ef=1024 on this graph and 0.967 on the 200 one, for a 1.35x
-    #: longer build (docs/vectorstore.md, "1M cells, third session").
+    #: recall@50 0.991 at ef=1024 on this graph and 0.947 on the 200 one (same 1,000
+    #: queries), for a 1.37x longer build (docs/vectorstore.md, "1M cells, third session").
     hnsw_ef_construct: int = 400
     #: ef used at query time unless a query passes its own; raised to k when k is larger.
     #: It only matters to unfiltered and broad filtered queries (narrow ones scan exactly);
-    #: at 1M cells ef=512 left the half-atlas filter at recall 0.984, 1024 at 0.999.
+    #: at 1M cells ef=512 left the half-atlas filter at recall 0.977, 1024 at 0.991.
     search_ef: int = 1024
     #: Per-value graph degree for payload-aware links (None: same as hnsw_m).
     payload_m: int | None = None
@@ -78,8 +78,9 @@ class StoreConfig:
     #: Filters matching at least this share of the payload groups are answered by an
     #: unfiltered search for ``2k / share`` candidates kept to the filter (filtered HNSW
     #: when fewer than k survive); None (default): always filtered HNSW. A recall knob: at
-    #: 1M cells a 54% filter went from recall 0.967 to 0.982 but p50 11.7 -> 16.0 ms
-    #: (interleaved runs; see docs/vectorstore.md). Needs the group table.
+    #: 1M cells, on the ef_construct 200 graph, a 54% filter went from recall 0.967 to 0.982
+    #: but p50 11.7 -> 16.0 ms; the 400 graph gets 0.991 without it (docs/vectorstore.md).
+    #: Needs the group table.
     post_filter_min_share: float | None = None
     #: Target number of segments (0: Qdrant picks from the CPU count).
     segments: int = 0
