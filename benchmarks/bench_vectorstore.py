@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/bench_vectorstore.py --size medium     # 100k cells
     .venv/bin/python benchmarks/bench_vectorstore.py --cells 200000    # any size
     .venv/bin/python benchmarks/bench_vectorstore.py --size large      # 1M cells (long)
+    ... --store-dir /tmp/bvs-1m --recall-queries 800   # keep the shard; recall over 1,000
 
 One run, side by side, for filters selecting about 50%, 5%, 1% and 0.1% of the atlas:
   * qdrant-edge: one filtered HNSW query (payload indexes; a filter below the full-scan
