@@ -24,8 +24,8 @@ from vectorstore.base import (
     split_refs,
 )
 from vectorstore.config import INDEXED_FIELDS, StoreConfig
-from vectorstore.groups import CELL_LEVEL_FIELDS, GROUP_FIELD, PayloadGroups
 from vectorstore.groups import FILE_NAME as GROUPS_FILE
+from vectorstore.groups import GROUP_FIELD, PayloadGroups, shared_fields
 from vectorstore.types import PAYLOAD_FIELDS, CellRecord, Hit, SearchFilter, point_id
 
 UPSERT_BATCH = 4096
@@ -138,7 +138,7 @@ class EdgeStore:
         index: dict[tuple, int] = {}
         group = np.empty(len(unique), dtype=np.int64)
         for i, r in enumerate(unique):
-            shared = {k: v for k, v in r.full_payload().items() if k not in CELL_LEVEL_FIELDS}
+            shared = shared_fields(r.full_payload())
             key = tuple(
                 (k, tuple(v) if isinstance(v, list) else v) for k, v in sorted(shared.items())
             )
@@ -186,9 +186,7 @@ class EdgeStore:
                     f"the dataset {dataset_id!r} being written"
                 )
                 raise ValueError(msg)
-            shared.append(
-                {**{k: v for k, v in p.items() if k != "cell_id"}, "dataset_id": dataset_id}
-            )
+            shared.append({**shared_fields(p), "dataset_id": dataset_id})
         keep = _last_of_each(cells)
         if keep is not None:
             cells = [cells[i] for i in keep]
@@ -255,9 +253,9 @@ class EdgeStore:
             recs, offset = self._shard.scroll(
                 qe.ScrollRequest(offset=offset, limit=SCROLL_PAGE * 8, with_payload=True)
             )
-            for rec in recs:
-                shared = {k: v for k, v in rec.payload.items() if k not in CELL_LEVEL_FIELDS}
-                (gid,) = self._groups.add([shared])
+            # one add per page: the table is fsynced once per page, not once per new group
+            gids = self._groups.add([shared_fields(rec.payload) for rec in recs])
+            for rec, gid in zip(recs, gids, strict=True):
                 members.setdefault(gid, []).append(rec.id)
             if offset is None:
                 break
@@ -340,9 +338,9 @@ class EdgeStore:
                 out[i] = [make_hit(p.score, p.payload, p.vector) for p in res]
         return [hits or [] for hits in out]
 
-    def _broad_groups(self, flt: SearchFilter | None, k: int) -> tuple[np.ndarray, float] | None:
-        """The matching groups (a mask over the table) and their share, when a filter is
-        broad enough to post-filter.
+    def _broad_groups(self, flt: SearchFilter | None, k: int) -> tuple[np.ndarray, int] | None:
+        """The matching groups (a mask over the table) and how many unfiltered candidates to
+        ask for, when a filter is broad enough to post-filter.
 
         Off unless ``post_filter_min_share`` is set: at 1M cells, on an ef_construct 200
         graph, a 54% filter kept recall at 0.94-0.98 through filtered HNSW whatever the ef; an
@@ -360,13 +358,13 @@ class EdgeStore:
         limit = math.ceil(POST_FILTER_OVERSAMPLING * k / max(share, 1e-9))
         if share < share_min or limit > POST_FILTER_MAX_CANDIDATES:
             return None
-        return rows, share
+        return rows, limit
 
     def _post_filtered(
         self,
         mat: np.ndarray,
         k: int,
-        broad: tuple[np.ndarray, float],
+        broad: tuple[np.ndarray, int],
         with_vectors: bool,  # noqa: FBT001 - private helper
         ef: int | None,
     ) -> list[list[Hit] | None]:
@@ -376,8 +374,7 @@ class EdgeStore:
         ``retrieve``. A query whose neighbourhood lies outside the filter comes back None
         and goes through filtered HNSW instead, so every query still gets k hits.
         """
-        rows_mask, share = broad
-        limit = math.ceil(POST_FILTER_OVERSAMPLING * k / share)
+        rows_mask, limit = broad
         # the candidates already oversample k: rescoring twice as many would double the
         # original vectors read from disk for nothing
         params = self._params(limit, max(ef or self.config.search_ef // 2, limit), oversampling=1.0)

@@ -43,6 +43,11 @@ CELL_LEVEL_FIELDS = frozenset({"cell_id"})
 FILE_NAME = "payload_groups.jsonl"
 
 
+def shared_fields(payload: Mapping[str, object]) -> dict:
+    """The part of a payload its group shares: no cell-level field, no group id."""
+    return {k: v for k, v in payload.items() if k not in CELL_LEVEL_FIELDS and k != GROUP_FIELD}
+
+
 def group_id(payload: Mapping[str, object]) -> int:
     """A stable 63-bit id of a shared payload (the same in every process and run)."""
     canonical = json.dumps(
@@ -84,6 +89,7 @@ class PayloadGroups:
         self._arrays: dict[tuple[str, str], np.ndarray] = {}
         self._id_array: np.ndarray | None = None
         self._order = np.zeros(0, dtype=np.int64)
+        self._sorted_ids = np.zeros(0, dtype=np.int64)
         for gid, payload in self._read():
             self._remember(gid, payload)
 
@@ -156,7 +162,7 @@ class PayloadGroups:
         ids = self._id_view()
         if ids.size == 0:
             return np.zeros(len(gids), dtype=bool)
-        pos = np.minimum(np.searchsorted(ids[self._order], gids), ids.size - 1)
+        pos = np.minimum(np.searchsorted(self._sorted_ids, gids), ids.size - 1)
         rows = self._order[pos]
         return (ids[rows] == gids) & rows_mask[rows]
 
@@ -164,6 +170,7 @@ class PayloadGroups:
         if self._id_array is None or self._id_array.size != len(self._ids):
             self._id_array = np.array(self._ids, dtype=np.int64)
             self._order = np.argsort(self._id_array, kind="stable")
+            self._sorted_ids = self._id_array[self._order]
         return self._id_array
 
     def _any_of(self, name: str, values: Sequence[str]) -> np.ndarray:
