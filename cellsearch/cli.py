@@ -25,6 +25,10 @@ from cellsearch.settings import Settings
 
 log = logging.getLogger(__name__)
 
+#: ``cellsearch train``'s default time budget: the recipe fits references of 10k-200k cells
+#: on two CPU cores within it (the schedule shrinks to what fits).
+DEFAULT_TRAIN_MINUTES = 15.0
+
 
 def redis_answers(url: str, timeout_s: float = 0.5) -> bool:
     """True when a Redis server answers PING at ``url`` within ``timeout_s``."""
@@ -195,10 +199,35 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("worker", help="run an ingestion worker process (Celery)")
     p.add_argument("--concurrency", type=int, default=None)
 
-    p = sub.add_parser("train", help="train an encoder on an .h5ad of labelled raw counts")
-    p.add_argument("file", type=Path)
+    p = sub.add_parser(
+        "train",
+        help="train an encoder on a labelled reference of raw counts (.h5ad files or folders)",
+    )
+    p.add_argument(
+        "files",
+        type=Path,
+        nargs="+",
+        metavar="REFERENCE",
+        help=".h5ad files or folders of them: one study per file, or a study column",
+    )
     p.add_argument("-o", "--out", type=Path, required=True, help="checkpoint folder to write")
-    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument(
+        "--val-study",
+        action="append",
+        default=[],
+        help="hold out this study to score each epoch (repeatable; default: a share of them)",
+    )
+    p.add_argument(
+        "--minutes",
+        type=float,
+        default=DEFAULT_TRAIN_MINUTES,
+        help=f"time budget; the schedule shrinks to fit (default {DEFAULT_TRAIN_MINUTES:g})",
+    )
+    p.add_argument("--epochs", type=int, default=None, help="most epochs (default: the recipe's)")
+    p.add_argument("--label-key", default="cell_type_ontology_term_id")
+    p.add_argument("--study-key", default="study_id")
+    p.add_argument("--device", default="auto", help="cpu, cuda, or auto (default)")
+    p.add_argument("--seed", type=int, default=0)
 
     p = sub.add_parser("ingest", help="submit a dataset for ingestion")
     p.add_argument("file", help="path as the server sees it (under its allowed roots)")
@@ -293,16 +322,57 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
-    import anndata as ad
+    from dataclasses import replace
 
-    import encoder
+    from celldata.reference import read_reference
     from encoder.config import TrainConfig
+    from encoder.model import CellEncoder
 
-    config = TrainConfig() if args.epochs is None else TrainConfig(epochs=args.epochs)
-    model = encoder.CellEncoder.train(ad.read_h5ad(args.file), config=config)
+    adata, report = read_reference(args.files, study_key=args.study_key, label_key=args.label_key)
+    n_types = adata.obs[args.label_key].nunique()
+    print(
+        f"reference: {report.cells} cells, {len(report.studies)} studies, {n_types} cell types "
+        f"from {len(report.files)} file(s); genes: {report.gene_rule}",
+        flush=True,
+    )
+    config = replace(
+        TrainConfig(),
+        val_studies=tuple(args.val_study),
+        max_minutes=args.minutes or None,
+        label_key=args.label_key,
+        study_key=args.study_key,
+        device=args.device,
+        seed=args.seed,
+    )
+    if args.epochs is not None:
+        config = replace(config, epochs=args.epochs)
+    model = CellEncoder.train(adata, config=config)
     model.save(args.out)
-    print(f"trained {model!r}; saved to {args.out}")
+    print(training_summary(model), flush=True)
+    print(f"saved to {args.out}")
     return 0
+
+
+def training_summary(model: Any) -> str:
+    """What a run learned from and how well it generalised, in a few lines."""
+    t = model.training
+    lines = [
+        f"trained {model!r} in {t.get('seconds', 0):.0f} s on {t.get('device', '?')}",
+        f"  cells: {t.get('n_train_cells', 0)} training + {t.get('n_val_cells', 0)} held out; "
+        f"studies: {len(t.get('studies', []))}; cell types: {len(model.labels)}",
+    ]
+    history = t.get("history", [])
+    if t.get("val_studies"):
+        best = next((r for r in history if r.get("epoch") == t.get("best_epoch")), {})
+        lines.append(
+            f"  held-out studies {', '.join(t['val_studies'])}: macro-F1 "
+            f"{best.get('val_macro_f1', float('nan')):.3f}, accuracy "
+            f"{best.get('val_accuracy', float('nan')):.3f} at epoch {t.get('best_epoch')} "
+            f"of {len(history)} (best weights kept)"
+        )
+    else:
+        lines.append(f"  no held-out study (fewer than 3 studies); {len(history)} epochs")
+    return "\n".join(lines)
 
 
 def follow_job(client: Any, job_id: str, *, out: Any = None) -> Any:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from encoder.augment import AugmentConfig
+
 
 @dataclass(frozen=True)
 class EncoderConfig:
@@ -73,6 +75,9 @@ class TrainConfig:
     triplet_weight: float = 0.001
     recon_weight: float = 0.999
     l1_weight: float = 0.0
+    #: Weight of the proxy loss over the finest labels (:class:`encoder.losses.LabelProxies`).
+    proxy_weight: float = 0.0
+    proxy_scale: float = 16.0
     negative_selection: str = "semihard"
     cells_per_type: int = 8
     val_studies: tuple[str, ...] = ()
@@ -83,10 +88,16 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = True
     max_epochs_per_run: int | None = None
+    #: Wall-clock budget for the whole run: the epoch plan (and the learning-rate schedule)
+    #: shrinks to what fits, measured after each epoch.
+    max_minutes: float | None = None
+    #: After early stopping on held-out studies, retrain on every study for the best epochs.
+    refit: bool = True
     device: str = "auto"
     bf16: bool = True
     num_threads: int | None = None
     progress: bool = True
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     label_key: str = "cell_type_ontology_term_id"
     study_key: str = "study_id"
     target_sum: float = 1e4
@@ -96,6 +107,7 @@ class TrainConfig:
         """JSON-ready dict (tuples become lists)."""
         data = asdict(self)
         data["val_studies"] = list(self.val_studies)
+        data["augment"] = self.augment.to_dict()
         return data
 
     @classmethod
@@ -105,4 +117,6 @@ class TrainConfig:
         kwargs = {k: v for k, v in data.items() if k in known}
         if "val_studies" in kwargs:
             kwargs["val_studies"] = tuple(kwargs["val_studies"])
+        if isinstance(kwargs.get("augment"), dict):
+            kwargs["augment"] = AugmentConfig.from_dict(kwargs["augment"])
         return cls(**kwargs)

@@ -24,9 +24,16 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
+from encoder.augment import augment_batch
 from encoder.config import EncoderConfig, TrainConfig
 from encoder.data import DEFAULT_MIN_OVERLAP, GeneAligner, log_normalize, to_csr
-from encoder.losses import l1_penalty, mine_triplets, reconstruction_loss, triplet_loss
+from encoder.losses import (
+    LabelProxies,
+    l1_penalty,
+    mine_triplets,
+    reconstruction_loss,
+    triplet_loss,
+)
 from encoder.metrics import accuracy, knn_predict, macro_f1
 from encoder.model import CellEncoder, resolve_device
 from encoder.module import AutoEncoder
@@ -97,6 +104,27 @@ def prepare_training_data(
     )
 
 
+def label_descends(label_vocab: Sequence[str]) -> np.ndarray:
+    """``[i, j]`` True when label ``j`` is label ``i`` or one of its ontology descendants.
+
+    Labels that are not ontology terms (free text) only descend from themselves.
+    """
+    n = len(label_vocab)
+    out = np.eye(n, dtype=bool)
+    try:
+        import ontology
+
+        position = {term: i for i, term in enumerate(label_vocab)}
+        for j, term in enumerate(label_vocab):
+            for ancestor in ontology.ancestors(term):
+                i = position.get(ancestor)
+                if i is not None:
+                    out[i, j] = True
+    except Exception:
+        return np.eye(n, dtype=bool)
+    return out
+
+
 def related_types(label_vocab: Sequence[str]) -> np.ndarray:
     """Ontology relatedness of the label vocabulary; identity when terms are not CL ids."""
     try:
@@ -158,14 +186,39 @@ def evaluate(
     return {"val_macro_f1": macro_f1(truth, pred), "val_accuracy": accuracy(truth, pred)}
 
 
-def _lr_lambda(total: int, warmup: int):
-    def fn(step: int) -> float:
-        if warmup and step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, total - warmup)
+class CosineSchedule:
+    """Linear warm-up then cosine decay over ``total`` steps; ``total`` may shrink mid-run.
+
+    A time budget is known in seconds, not steps: once the first epoch has been timed the
+    loop shortens the plan (:meth:`replan`) so the learning rate still anneals to zero by the
+    last epoch that fits, instead of being cut off at a high rate.
+    """
+
+    def __init__(self, total: int, warmup: int) -> None:
+        self.total, self.warmup = int(total), int(warmup)
+
+    def replan(self, total: int) -> None:
+        self.total = max(1, int(total))
+
+    def __call__(self, step: int) -> float:
+        if self.warmup and step < self.warmup:
+            return (step + 1) / self.warmup
+        progress = (step - self.warmup) / max(1, self.total - self.warmup)
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
-    return fn
+
+def format_epoch(record: dict[str, float], planned: int) -> str:
+    """One progress line: losses, then the held-out score that picks the best epoch."""
+    line = (
+        f"epoch {int(record['epoch'])}/{planned}  loss {record['loss']:.4f} "
+        f"(triplet {record['triplet']:.4f}, reconstruction {record['recon']:.4f})"
+    )
+    if "val_macro_f1" in record:
+        line += (
+            f"  held-out macro-F1 {record['val_macro_f1']:.3f}"
+            f" accuracy {record['val_accuracy']:.3f}"
+        )
+    return f"{line}  [{record['seconds']:.0f} s]"
 
 
 def fit(
@@ -187,6 +240,97 @@ def fit(
         torch.use_deterministic_algorithms(mode=previous, warn_only=previous_warn)
 
 
+@dataclass
+class _Run:
+    """One optimisation run's moving parts: the held-out selection run, or the refit."""
+
+    module: AutoEncoder
+    proxies: LabelProxies | None
+    optimizer: torch.optim.Optimizer
+    schedule: CosineSchedule
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    sampler: BalancedBatchSampler
+    pool: np.ndarray
+    steps: int
+
+
+def _new_run(
+    cfg: EncoderConfig, config: TrainConfig, td: TrainingData, pool: np.ndarray, device: str
+) -> _Run:
+    torch.manual_seed(config.seed)
+    module = AutoEncoder(cfg).to(device)
+    proxies = None
+    if config.proxy_weight:
+        compatible = torch.from_numpy(label_descends(td.label_vocab))
+        proxies = LabelProxies(compatible, cfg.latent_dim, config.proxy_scale).to(device)
+    params = list(module.parameters()) + ([] if proxies is None else list(proxies.parameters()))
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    steps = config.steps_per_epoch or max(1, len(pool) // config.batch_size)
+    schedule = CosineSchedule(steps * config.epochs, config.warmup_steps)
+    sampler = BalancedBatchSampler(
+        td.labels[pool],
+        td.studies[pool],
+        batch_size=config.batch_size,
+        cells_per_type=config.cells_per_type,
+        seed=config.seed,
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    return _Run(module, proxies, optimizer, schedule, scheduler, sampler, pool, steps)
+
+
+def _train_epoch(
+    run: _Run,
+    td: TrainingData,
+    config: TrainConfig,
+    related: torch.Tensor,
+    gen: torch.Generator,
+    device: str,
+    desc: str,
+) -> dict[str, float]:
+    """``run.steps`` optimiser steps; returns the epoch's mean losses."""
+    from tqdm.auto import tqdm
+
+    autocast = device.startswith("cuda") and config.bf16
+    run.module.train()
+    sums = {"loss": 0.0, "triplet": 0.0, "recon": 0.0, "proxy": 0.0, "triplets": 0.0}
+    bar = tqdm(range(run.steps), desc=desc, disable=not config.progress, leave=False)
+    for _ in bar:
+        idx = run.pool[run.sampler.batch()]
+        xb = torch.from_numpy(td.x[idx].toarray()).to(device)
+        labels = torch.from_numpy(td.labels[idx]).to(device)
+        studies = torch.from_numpy(td.studies[idx]).to(device)
+        # Denoising: the encoder sees a technically perturbed copy, the decoder rebuilds the
+        # cells as measured.
+        x_in = augment_batch(
+            xb, studies, config.augment, target_sum=config.target_sum, generator=gen, labels=labels
+        )
+        with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=autocast):
+            z, recon = run.module(x_in)
+        z = z.float()
+        triplets = mine_triplets(
+            z.detach(), labels, studies, related,
+            margin=config.margin, selection=config.negative_selection, generator=gen,
+        )  # fmt: skip
+        t_loss = triplet_loss(z, triplets, config.margin)
+        r_loss = reconstruction_loss(recon, xb)
+        loss = config.triplet_weight * t_loss + config.recon_weight * r_loss
+        if run.proxies is not None:
+            p_loss = run.proxies(z, labels)
+            loss = loss + config.proxy_weight * p_loss
+            sums["proxy"] += float(p_loss.detach())
+        if config.l1_weight:
+            loss = loss + config.l1_weight * l1_penalty(run.module.encoder.first_linear().weight)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        run.optimizer.step()
+        run.scheduler.step()
+        for name, value in (("loss", loss), ("triplet", t_loss), ("recon", r_loss)):
+            sums[name] += float(value.detach())
+        sums["triplets"] += len(triplets)
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+    return {k: v / run.steps for k, v in sums.items()}
+
+
 def _fit(
     data: Any,
     *,
@@ -204,9 +348,13 @@ def _fit(
     data's). related: (T, T) bool over the sorted label vocabulary, overriding
     the ontology. checkpoint_dir: where the best model and the resumable state
     are written each epoch; with ``resume=True`` training continues from there.
+
+    Two phases. *Selection*: train on all but the held-out studies, score them each epoch,
+    keep the best epoch (early stopping). *Refit* (``config.refit``): train again from the
+    same seed on every study for that many epochs, so the shipped weights have seen every
+    study's technical effects; the held-out score reported is the selection run's.
     """
     started = time.time()
-    torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
@@ -234,116 +382,119 @@ def _fit(
     if cfg.n_genes != len(td.genes):
         msg = f"encoder_config.n_genes={cfg.n_genes} but the gene order has {len(td.genes)}"
         raise ValueError(msg)
-    module = AutoEncoder(cfg).to(device)
-    optimizer = torch.optim.AdamW(
-        module.parameters(), lr=config.lr, weight_decay=config.weight_decay
-    )
-    steps = config.steps_per_epoch or max(1, len(train_idx) // config.batch_size)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _lr_lambda(steps * config.epochs, config.warmup_steps)
-    )
-    sampler = BalancedBatchSampler(
-        td.labels[train_idx],
-        td.studies[train_idx],
-        batch_size=config.batch_size,
-        cells_per_type=config.cells_per_type,
-        seed=config.seed,
-    )
+    run = _new_run(cfg, config, td, train_idx, device)
     gen = torch.Generator().manual_seed(config.seed)
     history: list[dict[str, float]] = []
     best_score, best_state, bad_epochs, start_epoch = -math.inf, None, 0, 0
+    best_epoch = 0
 
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
     if resume and ckpt_dir is not None and (ckpt_dir / TRAIN_STATE).is_file():
         state = torch.load(ckpt_dir / TRAIN_STATE, map_location=device, weights_only=False)
-        module.load_state_dict(state["module"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        sampler.rng.bit_generator.state = state["sampler_rng"]
+        run.module.load_state_dict(state["module"])
+        if run.proxies is not None and state.get("proxies") is not None:
+            run.proxies.load_state_dict(state["proxies"])
+        run.optimizer.load_state_dict(state["optimizer"])
+        run.scheduler.load_state_dict(state["scheduler"])
+        run.sampler.rng.bit_generator.state = state["sampler_rng"]
         torch.set_rng_state(state["torch_rng"])
         gen.set_state(state["gen_rng"])
         history, best_score, bad_epochs = state["history"], state["best_score"], state["bad_epochs"]
+        best_epoch = state.get("best_epoch", 0)
         best_state, start_epoch = state["best_state"], state["epoch"] + 1
 
-    autocast = device.startswith("cuda") and config.bf16
-    from tqdm.auto import tqdm
-
-    for epoch in range(start_epoch, config.epochs):
-        module.train()
-        sums = {"loss": 0.0, "triplet": 0.0, "recon": 0.0, "triplets": 0.0}
-        bar = tqdm(
-            range(steps), desc=f"epoch {epoch + 1}/{config.epochs}", disable=not config.progress
-        )
-        for _ in bar:
-            idx = train_idx[sampler.batch()]
-            xb = torch.from_numpy(td.x[idx].toarray()).to(device)
-            labels = torch.from_numpy(td.labels[idx]).to(device)
-            studies = torch.from_numpy(td.studies[idx]).to(device)
-            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=autocast):
-                z, recon = module(xb)
-            z = z.float()
-            triplets = mine_triplets(
-                z.detach(), labels, studies, rel_t,
-                margin=config.margin, selection=config.negative_selection, generator=gen,
-            )  # fmt: skip
-            t_loss = triplet_loss(z, triplets, config.margin)
-            r_loss = reconstruction_loss(recon, xb)
-            loss = config.triplet_weight * t_loss + config.recon_weight * r_loss
-            if config.l1_weight:
-                loss = loss + config.l1_weight * l1_penalty(module.encoder.first_linear().weight)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            for name, value in (("loss", loss), ("triplet", t_loss), ("recon", r_loss)):
-                sums[name] += float(value.detach())
-            sums["triplets"] += len(triplets)
-            bar.set_postfix(loss=f"{loss.item():.4f}", trip=f"{t_loss.item():.4f}")
-        record: dict[str, float] = {"epoch": epoch + 1, **{k: v / steps for k, v in sums.items()}}
+    planned = config.epochs
+    budget_s = config.max_minutes * 60.0 if config.max_minutes else None
+    refit = config.refit and len(val_idx) > 0
+    loop_started = time.time()
+    epoch = start_epoch
+    while epoch < planned:
+        record: dict[str, float] = {
+            "epoch": epoch + 1,
+            **_train_epoch(run, td, config, rel_t, gen, device, f"epoch {epoch + 1}/{planned}"),
+        }
         if len(val_idx):
-            record.update(evaluate(module, td, ref_idx, val_idx, k=config.knn_k, device=device))
+            record.update(evaluate(run.module, td, ref_idx, val_idx, k=config.knn_k, device=device))
             score = record["val_macro_f1"]
         else:
             score = -record["loss"]
+        record["seconds"] = round(time.time() - started, 1)
         history.append(record)
         if score > best_score + config.min_delta:
-            best_score, bad_epochs = score, 0
-            best_state = copy.deepcopy({k: v.cpu() for k, v in module.state_dict().items()})
+            best_score, bad_epochs, best_epoch = score, 0, epoch + 1
+            best_state = copy.deepcopy({k: v.cpu() for k, v in run.module.state_dict().items()})
         else:
             bad_epochs += 1
         if ckpt_dir is not None:
             ckpt_dir.mkdir(parents=True, exist_ok=True)
             torch.save(
                 {
-                    "module": module.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "sampler_rng": sampler.rng.bit_generator.state,
+                    "module": run.module.state_dict(),
+                    "proxies": None if run.proxies is None else run.proxies.state_dict(),
+                    "optimizer": run.optimizer.state_dict(),
+                    "scheduler": run.scheduler.state_dict(),
+                    "sampler_rng": run.sampler.rng.bit_generator.state,
                     "torch_rng": torch.get_rng_state(),
                     "gen_rng": gen.get_state(),
                     "history": history,
                     "best_score": best_score,
                     "bad_epochs": bad_epochs,
+                    "best_epoch": best_epoch,
                     "best_state": best_state,
                     "epoch": epoch,
                 },
                 ckpt_dir / TRAIN_STATE,
             )
         if config.progress:
-            tqdm.write("  ".join(f"{k}={v:.4g}" for k, v in record.items()))
+            from tqdm.auto import tqdm
+
+            tqdm.write(format_epoch(record, planned))
         if bad_epochs >= config.patience:
             break
         ran = epoch + 1 - start_epoch
         if config.max_epochs_per_run and ran >= config.max_epochs_per_run:
             break  # a time-boxed slice of a longer run: resume=True continues it
+        epoch += 1
+        if budget_s is not None:
+            # The refit repeats the best epochs on more cells: keep room for it.
+            per_epoch = (time.time() - loop_started) / ran
+            share = 1.0 + (len(td.labels) / max(1, len(train_idx)) if refit else 0.0)
+            fits = epoch + int((budget_s / share - (time.time() - started)) // per_epoch)
+            if fits < planned:
+                planned = max(epoch, fits)
+                run.schedule.replan(run.steps * planned)
 
+    module = run.module
     if best_state is not None:
         module.load_state_dict(best_state)
+    refit_epochs = 0
+    if refit and best_epoch > 0:
+        # Same recipe, every study, the number of epochs the held-out studies chose; the
+        # schedule anneals over exactly those epochs.
+        refit_epochs = best_epoch
+        all_idx = np.arange(len(td.labels))
+        run = _new_run(cfg, config, td, all_idx, device)
+        run.schedule.replan(run.steps * refit_epochs)
+        gen = torch.Generator().manual_seed(config.seed)
+        for e in range(refit_epochs):
+            sums = _train_epoch(
+                run, td, config, rel_t, gen, device, f"refit on all studies {e + 1}/{refit_epochs}"
+            )
+            if config.progress:
+                from tqdm.auto import tqdm
+
+                tqdm.write(
+                    f"refit {e + 1}/{refit_epochs} on all {len(td.study_vocab)} studies  "
+                    f"loss {sums['loss']:.4f}  [{time.time() - started:.0f} s]"
+                )
+        module = run.module
     module.eval()
     training = {
         "train_config": config.to_dict(),
         "history": history,
         "best_score": best_score,
+        "best_epoch": best_epoch,
+        "refit_epochs": refit_epochs,
         "val_studies": val_studies,
         "n_train_cells": len(train_idx),
         "n_val_cells": len(val_idx),

@@ -30,8 +30,12 @@ class EvalConfig:
     k: int = 15
     """neighbours of the kNN annotation vote."""
     retrieval_k: tuple[int, ...] = (10, 50)
-    encoder_epochs: int = 12
-    encoder_steps_per_epoch: int | None = 40
+    encoder_epochs: int | None = None
+    """``cellsearch train --epochs``; None: the shipped recipe's own (what users get)."""
+    encoder_seeds: tuple[int, ...] = (0, 1, 2)
+    """training seeds of the shipped recipe (mean ± sd); the first one fills the headline."""
+    ablation: bool = True
+    """retrain with one recipe change at a time (benchmarks/eval/ablation.py)."""
     scvi_epochs: int = 40
     n_pcs: int = 50
     integration_cells: int = 4000
@@ -39,7 +43,15 @@ class EvalConfig:
     umap_cells: int = 3000
     confidence_quantile: float = 0.95
     """a method's unknown threshold: this quantile of reference cells' own kNN distance."""
-    methods: tuple[str, ...] = ("cellsearch", "pca", "harmony", "scvi", "scanorama")
+    methods: tuple[str, ...] = (
+        "cellsearch",
+        "pca",
+        "pca-inductive",
+        "harmony",
+        "scvi",
+        "scvi-inductive",
+        "scanorama",
+    )
     perf: bool = True
     """gather the other benchmarks' performance figures (benchmarks/bench_*.py)."""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -55,7 +67,8 @@ PRESETS: dict[str, EvalConfig] = {
         atlas_cells=2000,
         atlas_studies=6,
         encoder_epochs=2,
-        encoder_steps_per_epoch=10,
+        encoder_seeds=(0,),
+        ablation=False,
         scvi_epochs=3,
         integration_cells=1000,
         umap_cells=800,
@@ -66,8 +79,6 @@ PRESETS: dict[str, EvalConfig] = {
         preset="full",
         atlas_cells=40000,
         atlas_studies=20,
-        encoder_epochs=30,
-        encoder_steps_per_epoch=None,
         scvi_epochs=200,
         integration_cells=20000,
         umap_cells=10000,

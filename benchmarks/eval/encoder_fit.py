@@ -2,8 +2,8 @@
 
 The committed default model (``encoder.build_default``) was trained on the simulated atlas of
 seed 0 *and on all 700 pbmc68k cells*, so scoring it on either split would test it on its own
-training data. The harness instead runs the same recipe (``default_train_config``, the default
-architecture) on the simulated reference studies plus the PBMC reference half, and nothing else:
+training data. The harness instead runs ``cellsearch train`` with its defaults, the command a
+user runs, on the simulated reference studies plus the PBMC reference half, and nothing else:
 no query study, no query PBMC, no absent type from either split.
 
 pbmc68k ships log1p(CP10k) only; like ``build_default`` we turn it back into per-10k
@@ -14,6 +14,7 @@ maps to model inputs.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anndata as ad
@@ -41,10 +42,18 @@ def pseudo_counts(split: Split) -> sp.csr_matrix:
 
 
 def _reference_part(split: Split, genes: list[str]) -> ad.AnnData:
+    """The split's reference cells as a file ``cellsearch train`` reads: integer counts.
+
+    pbmc68k's pseudo-counts are counts per 10k; rounding them is harmless (one UMI of a
+    ~2,000-UMI cell is ~5 per 10k) and lets them pass the raw-count check every reader applies.
+    """
     from celldata.genes import align_genes
 
     ref = split.is_ref
     x = pseudo_counts(split)[ref]
+    if split.counts is None:
+        x.data = np.rint(x.data)
+        x.eliminate_zeros()
     if list(split.genes) != list(genes):
         x = align_genes(list(split.genes), genes, min_overlap=PBMC_MIN_OVERLAP).apply(x)
     obs = pd.DataFrame(
@@ -57,33 +66,40 @@ def _reference_part(split: Split, genes: list[str]) -> ad.AnnData:
     return ad.AnnData(X=sp.csr_matrix(x, dtype=np.float32), obs=obs, var=pd.DataFrame(index=genes))
 
 
+def write_reference(splits: list[Split], folder: Path) -> Path:
+    """Every split's reference cells, one .h5ad per split, in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    genes = list(splits[0].genes)
+    for split in splits:
+        _reference_part(split, genes).write_h5ad(folder / f"{split.name}.h5ad")
+    return folder
+
+
 def train_reference_encoder(
-    splits: list[Split], cfg: EvalConfig
+    splits: list[Split], cfg: EvalConfig, workdir: Path, *, seed: int | None = None
 ) -> tuple[CellEncoder, float, list[str]]:
-    """``(encoder, seconds, studies)``: the default recipe on every split's reference cells."""
-    from encoder.build_default import HIDDEN, default_train_config
-    from encoder.config import EncoderConfig
+    """``(encoder, seconds, studies)``: ``cellsearch train`` with its defaults on the references.
+
+    The very command a user runs (``cellsearch train FOLDER -o MODEL``): the shipped recipe
+    and architecture, the CLI's time budget, reading the files the way ingestion reads them.
+    Only the seed changes between repeats.
+    """
+    from cellsearch.cli import main as cellsearch
     from encoder.model import CellEncoder
 
-    genes = list(splits[0].genes)
-    data = ad.concat([_reference_part(s, genes) for s in splits], index_unique="-")
-    data.X = sp.csr_matrix(data.X, dtype=np.float32)
-    config = default_train_config(
-        epochs=cfg.encoder_epochs,
-        steps_per_epoch=cfg.encoder_steps_per_epoch,
-        seed=cfg.seed,
-        progress=False,
-        num_threads=2,
-    )
+    folder = write_reference(splits, workdir / "reference")
+    out = workdir / f"model-seed{cfg.seed if seed is None else seed}"
+    argv = ["train", str(folder), "-o", str(out), "--seed", str(cfg.seed if seed is None else seed)]
+    if cfg.encoder_epochs is not None:
+        argv += ["--epochs", str(cfg.encoder_epochs)]
     started = time.perf_counter()
-    enc = CellEncoder.train(
-        data,
-        config=config,
-        encoder_config=EncoderConfig(n_genes=len(genes), hidden_dims=HIDDEN),
-        genes=genes,
-    )
-    studies = sorted(set(data.obs["study_id"]))
-    return enc, time.perf_counter() - started, studies
+    code = cellsearch(argv)
+    seconds = time.perf_counter() - started
+    if code != 0:
+        msg = f"cellsearch {' '.join(argv)} exited with {code}"
+        raise RuntimeError(msg)
+    enc = CellEncoder.load(out)
+    return enc, seconds, list(enc.training["studies"])
 
 
 def embed_split(enc: CellEncoder, split: Split) -> np.ndarray:

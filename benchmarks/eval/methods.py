@@ -50,6 +50,21 @@ def _pca(split: Split, cfg: EvalConfig) -> np.ndarray:
     return TruncatedSVD(n_components=n, random_state=cfg.seed).fit_transform(x).astype(np.float32)
 
 
+def _pca_inductive(split: Split, cfg: EvalConfig) -> np.ndarray:
+    """PCA fitted on the reference cells only, the query projected onto its axes."""
+    from sklearn.decomposition import TruncatedSVD
+
+    x = split.lognorm.toarray()
+    ref = split.is_ref
+    x -= x[ref].mean(axis=0, keepdims=True)
+    sd = x[ref].std(axis=0, keepdims=True)
+    x /= np.where(sd > 0, sd, 1.0)
+    np.clip(x, -10, 10, out=x)
+    n = min(cfg.n_pcs, x.shape[1] - 1, int(ref.sum()) - 1)
+    svd = TruncatedSVD(n_components=n, random_state=cfg.seed).fit(x[ref])
+    return svd.transform(x).astype(np.float32)
+
+
 def _needs_batches(split: Split, method: str) -> None:
     if split.n_batches < 2:
         msg = f"{method} integrates batches and {split.name} has a single study"
@@ -109,6 +124,40 @@ def _scvi(split: Split, cfg: EvalConfig) -> np.ndarray:
     return np.asarray(model.get_latent_representation(), dtype=np.float32)
 
 
+def _scvi_inductive(split: Split, cfg: EvalConfig) -> np.ndarray:
+    """scVI on the reference studies, then scArches query mapping (``load_query_data``).
+
+    The reference model never sees the query; the query model starts from its weights,
+    learns only the new studies' batch parameters, and embeds the query cells.
+    """
+    if split.counts is None:
+        msg = f"scVI models raw counts and {split.name} has only log-normalised values"
+        raise NotApplicableError(msg)
+    import anndata as ad
+    import scvi
+
+    scvi.settings.seed = cfg.seed
+    scvi.settings.dl_num_workers = 0
+    obs = split.obs[[STUDY]].astype(str)
+    ref, query = split.is_ref, split.is_query
+    counts = sp.csr_matrix(split.counts)
+    ref_data = ad.AnnData(X=counts[ref], obs=obs[ref].astype("category"))
+    ref_data.var_names = list(split.genes)
+    scvi.model.SCVI.setup_anndata(ref_data, batch_key=STUDY)
+    model = scvi.model.SCVI(ref_data, n_latent=30, n_layers=2, gene_likelihood="nb")
+    fit = {"accelerator": "cpu", "enable_progress_bar": False, "early_stopping": False}
+    model.train(max_epochs=cfg.scvi_epochs, **fit)
+    query_data = ad.AnnData(X=counts[query], obs=obs[query].astype("category"))
+    query_data.var_names = list(split.genes)
+    scvi.model.SCVI.prepare_query_anndata(query_data, model)
+    query_model = scvi.model.SCVI.load_query_data(query_data, model)
+    query_model.train(max_epochs=cfg.scvi_epochs, plan_kwargs={"weight_decay": 0.0}, **fit)
+    out = np.zeros((len(split.obs), 30), dtype=np.float32)
+    out[ref] = model.get_latent_representation()
+    out[query] = query_model.get_latent_representation()
+    return out
+
+
 def _cellsearch(split: Split, cfg: EvalConfig, encoder: object) -> np.ndarray:
     """The encoder trained on reference cells only (see ``encoder_fit``)."""
     if encoder is None:
@@ -120,6 +169,8 @@ def _cellsearch(split: Split, cfg: EvalConfig, encoder: object) -> np.ndarray:
 _PROTOCOLS = {
     "cellsearch": "inductive: encoder trained on reference cells only, embeds the query",
     "pca": "transductive: fitted on reference + query",
+    "pca-inductive": "inductive: PCA fitted on the reference, the query projected",
+    "scvi-inductive": "inductive: scVI on the reference, scArches query mapping",
     "harmony": "transductive: PCA + Harmony over studies, reference + query",
     "scvi": "transductive: scVI over studies on raw counts, reference + query",
     "scanorama": "transductive: scanorama over studies, reference + query",
@@ -127,6 +178,8 @@ _PROTOCOLS = {
 
 _EMBEDDERS: dict[str, Callable[[Split, EvalConfig], np.ndarray]] = {
     "pca": _pca,
+    "pca-inductive": _pca_inductive,
+    "scvi-inductive": _scvi_inductive,
     "harmony": _harmony,
     "scvi": _scvi,
     "scanorama": _scanorama,

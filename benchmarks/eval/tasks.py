@@ -15,7 +15,7 @@ import numpy as np
 from benchmarks.eval import knn, metrics
 from benchmarks.eval.celltypist_compat import default_celltypist_training
 from benchmarks.eval.config import EvalConfig
-from benchmarks.eval.datasets import REF_LABEL, TRUTH, Split
+from benchmarks.eval.datasets import REF_LABEL, STUDY, TRUTH, Split
 from benchmarks.eval.metrics import AncestorsFn
 
 
@@ -45,6 +45,26 @@ def annotation_scores(
     }
 
 
+def cross_study_distances(X: np.ndarray, studies: np.ndarray, k: int) -> np.ndarray:
+    """Each reference cell's mean distance to its ``k`` nearest cells of *other* studies.
+
+    A query comes from a study the reference has never seen, so the yardstick for "looks like
+    the reference" is how far reference cells sit from the other studies, not from their own
+    study-mates (leave-one-out distances are smaller, and flag most new-study cells). With a
+    single study there is no other: leave-self-out distances are the fallback.
+    """
+    names = np.unique(studies)
+    if len(names) < 2:
+        dist, _ = knn.neighbours(X, X, k, exclude_self=True)
+        return dist.mean(axis=1)
+    out = np.empty(len(X))
+    for name in names:
+        own = studies == name
+        dist, _ = knn.neighbours(X[~own], X[own], k)
+        out[own] = dist.mean(axis=1)
+    return out
+
+
 def score_embedding(
     method: str, X: np.ndarray, split: Split, cfg: EvalConfig, ancestors: AncestorsFn
 ) -> Scores:
@@ -68,9 +88,11 @@ def score_embedding(
         out.retrieval[f"precision@{k}"] = metrics.precision_at_k(truth_in, ref_truth[idx[:, :k]])
 
     # Representation confidence: mean distance to the k nearest reference cells, thresholded
-    # at a quantile of the reference's own (leave-self-out) distances.
-    ref_dist, _ = knn.neighbours(ref_X, ref_X, cfg.k, exclude_self=True)
-    out.threshold = float(np.quantile(ref_dist.mean(axis=1), cfg.confidence_quantile))
+    # at a quantile of the reference's own cross-study distances.
+    ref_studies = split.obs.loc[ref, STUDY].to_numpy()
+    out.threshold = float(
+        np.quantile(cross_study_distances(ref_X, ref_studies, cfg.k), cfg.confidence_quantile)
+    )
     d_in = dist[:, : cfg.k].mean(axis=1)
     out.confidence["in_dist_confident"] = float(np.mean(d_in <= out.threshold))
     if absent.any():

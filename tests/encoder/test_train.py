@@ -2,63 +2,18 @@
 
 from __future__ import annotations
 
-import anndata as ad
-import numpy as np
-import pandas as pd
 import pytest
-import scipy.sparse as sp
 import torch
+from training_kit import ENC, RELATED, TYPES, small_config, toy_atlas
 
-from encoder import CellEncoder, EncoderConfig, TrainConfig
-
-TYPES = ["CL:0000236", "CL:0000576", "CL:0000623"]  # B cell, monocyte, NK cell
-
-
-def _toy_atlas(n_per: int = 40, n_genes: int = 120, seed: int = 0) -> ad.AnnData:
-    """3 cell types x 4 studies; each type has its own marker genes, each study a batch shift."""
-    rng = np.random.default_rng(seed)
-    base = rng.gamma(1.0, 1.0, n_genes)
-    rows, labels, studies = [], [], []
-    for s in range(4):
-        shift = rng.gamma(4.0, 0.25, n_genes)
-        for t, term in enumerate(TYPES):
-            mean = base * shift
-            mean[t * 20 : (t + 1) * 20] *= 8.0
-            rows.append(rng.poisson(mean, size=(n_per, n_genes)))
-            labels += [term] * n_per
-            studies += [f"s{s}"] * n_per
-    obs = pd.DataFrame({"cell_type_ontology_term_id": labels, "study_id": studies})
-    obs.index = obs.index.astype(str)
-    x = sp.csr_matrix(np.vstack(rows).astype(np.float32))
-    return ad.AnnData(X=x, obs=obs, var=pd.DataFrame(index=[f"G{i}" for i in range(n_genes)]))
-
-
-def _config(**kw) -> TrainConfig:
-    base = {
-        "epochs": 3,
-        "batch_size": 48,
-        "cells_per_type": 8,
-        "steps_per_epoch": 4,
-        "val_studies": ("s3",),
-        "knn_k": 10,
-        "progress": False,
-        "triplet_weight": 0.5,
-        "recon_weight": 0.5,
-        "patience": 10,
-    }
-    base.update(kw)
-    return TrainConfig(**base)
-
-
-ENC = EncoderConfig(n_genes=120, hidden_dims=(32,), latent_dim=32)
-RELATED = np.eye(3, dtype=bool)
+from encoder import CellEncoder
 
 
 @pytest.mark.slow
 def test_training_is_seeded_and_learns(tmp_path):
-    adata = _toy_atlas()
-    a = CellEncoder.train(adata, config=_config(), encoder_config=ENC, related=RELATED)
-    b = CellEncoder.train(adata, config=_config(), encoder_config=ENC, related=RELATED)
+    adata = toy_atlas()
+    a = CellEncoder.train(adata, config=small_config(), encoder_config=ENC, related=RELATED)
+    b = CellEncoder.train(adata, config=small_config(), encoder_config=ENC, related=RELATED)
     assert a.model_version == b.model_version
     history = a.training["history"]
     assert len(history) == 3
@@ -70,19 +25,21 @@ def test_training_is_seeded_and_learns(tmp_path):
 
 @pytest.mark.slow
 def test_resume_continues_where_it_stopped(tmp_path):
-    adata = _toy_atlas()
-    full = CellEncoder.train(adata, config=_config(epochs=3), encoder_config=ENC, related=RELATED)
+    adata = toy_atlas()
+    full = CellEncoder.train(
+        adata, config=small_config(epochs=3), encoder_config=ENC, related=RELATED
+    )
     ckpt = tmp_path / "run"
     CellEncoder.train(
         adata,
-        config=_config(epochs=3, max_epochs_per_run=2),
+        config=small_config(epochs=3, max_epochs_per_run=2),
         encoder_config=ENC,
         related=RELATED,
         checkpoint_dir=ckpt,
     )
     resumed = CellEncoder.train(
         adata,
-        config=_config(epochs=3),
+        config=small_config(epochs=3),
         encoder_config=ENC,
         related=RELATED,
         checkpoint_dir=ckpt,
@@ -98,7 +55,10 @@ def test_resume_continues_where_it_stopped(tmp_path):
 def test_unknown_validation_study_is_refused():
     with pytest.raises(ValueError, match="val_studies"):
         CellEncoder.train(
-            _toy_atlas(), config=_config(val_studies=("nope",)), encoder_config=ENC, related=RELATED
+            toy_atlas(),
+            config=small_config(val_studies=("nope",)),
+            encoder_config=ENC,
+            related=RELATED,
         )
 
 
