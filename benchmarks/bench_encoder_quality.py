@@ -1,4 +1,4 @@
-"""Annotation quality: encoder vs PCA+kNN, and the loss ablation (recon / triplet / both).
+"""Annotation quality: encoder vs PCA+kNN, and the loss ablation (recon / triplet / recipe).
 
 Reference: the simulated atlas (seed 0). Queries: (a) the studies of a second atlas
 (seed 1; unseen studies, same cell types) and (b) the 700 real PBMCs of pbmc68k_reduced
@@ -72,16 +72,21 @@ def main() -> None:
     for (name, (_, y)), qz in zip(sets.items(), query_p, strict=True):
         rows.append(("PCA(50)+kNN (baseline)", name, *score(ref_p, ref_y, qz, y, args.k)))
 
-    variants = {"both (0.5/0.5)": (0.5, 0.5), "recon only": (0.0, 1.0), "triplet only": (1.0, 0.0)}
-    variants["SCimilarity weights (0.001/0.999)"] = (0.001, 0.999)
-    for label, (tw, rw) in variants.items():
+    variants: dict[str, dict[str, object]] = {
+        "shipped recipe": {},
+        "recon only": {"triplet_weight": 0.0, "proxy_weight": 0.0, "recon_weight": 1.0},
+        "triplet only": {"proxy_weight": 0.0, "recon_weight": 0.0},
+        "SCimilarity weights (0.001/0.999)": {
+            "triplet_weight": 0.001,
+            "recon_weight": 0.999,
+            "margin": 0.05,
+            "proxy_weight": 0.0,
+        },
+    }
+    for label, changes in variants.items():
         start = time.time()
         cfg = default_train_config(
-            epochs=args.epochs,
-            steps_per_epoch=args.steps,
-            triplet_weight=tw,
-            recon_weight=rw,
-            progress=False,
+            epochs=args.epochs, steps_per_epoch=args.steps, progress=False, **changes
         )
         enc = CellEncoder.train(
             ref,

@@ -27,7 +27,7 @@ class AugmentConfig:
     """Strength of each simulated technical effect (0 turns it off)."""
 
     #: Probability that a batch is augmented at all (the rest stay as measured).
-    p: float = 0.8
+    p: float = 0.5
     #: sd of the per-study, per-gene log capture efficiency.
     gene_scale_sd: float = 0.5
     #: sd of a further per-gene log effect drawn per (study, cell type): a type's profile

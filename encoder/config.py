@@ -60,30 +60,35 @@ class EncoderConfig:
 class TrainConfig:
     """Optimisation, loss weighting, sampling and validation settings.
 
-    Defaults follow SCimilarity where it published them (triplet margin 0.05,
-    0.001 triplet / 0.999 reconstruction weighting, semi-hard mining) and are
-    otherwise sized for small CPU runs.
+    The defaults are the shipped recipe, chosen by held-out-study measurements on the
+    simulated atlas (docs/encoder.md, "Training recipe"; the ablation in
+    benchmarks/results/REPORT.md): triplets with SCimilarity's ontology rules at margin 0.2,
+    a proxy loss over the reference's (partial) labels, a light reconstruction term, mild
+    study-level augmentation, early stopping on held-out studies, then a refit on every study.
+    SCimilarity's own weighting (0.001 triplet / 0.999 reconstruction, margin 0.05) needs
+    millions of cells and long training; on references of thousands it learns almost nothing
+    in minutes.
     """
 
     epochs: int = 20
     batch_size: int = 256
-    lr: float = 1e-3
+    lr: float = 2e-3
     weight_decay: float = 1e-4
     warmup_steps: int = 0
     steps_per_epoch: int | None = None
-    margin: float = 0.05
-    triplet_weight: float = 0.001
-    recon_weight: float = 0.999
+    margin: float = 0.2
+    triplet_weight: float = 0.5
+    recon_weight: float = 0.1
     l1_weight: float = 0.0
     #: Weight of the proxy loss over the finest labels (:class:`encoder.losses.LabelProxies`).
-    proxy_weight: float = 0.0
+    proxy_weight: float = 1.0
     proxy_scale: float = 16.0
     negative_selection: str = "semihard"
     cells_per_type: int = 8
     val_studies: tuple[str, ...] = ()
     val_fraction_studies: float = 0.2
     knn_k: int = 50
-    patience: int = 5
+    patience: int = 3
     min_delta: float = 1e-4
     seed: int = 0
     deterministic: bool = True

@@ -42,6 +42,11 @@ from encoder.sampler import BalancedBatchSampler
 TRAIN_STATE = "train_state.pt"
 BEST_MODEL = "best"
 MAX_REFERENCE_CELLS = 20_000
+#: Without ``steps_per_epoch`` an epoch is one pass over the training cells, kept between these
+#: bounds: the held-out studies are scored (and the best weights chosen) at least this often on
+#: large references, and small ones still take enough steps per score to move.
+MIN_STEPS_PER_EPOCH = 20
+MAX_STEPS_PER_EPOCH = 200
 
 
 @dataclass
@@ -265,7 +270,9 @@ def _new_run(
         proxies = LabelProxies(compatible, cfg.latent_dim, config.proxy_scale).to(device)
     params = list(module.parameters()) + ([] if proxies is None else list(proxies.parameters()))
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    steps = config.steps_per_epoch or max(1, len(pool) // config.batch_size)
+    steps = config.steps_per_epoch or int(
+        np.clip(len(pool) // config.batch_size, MIN_STEPS_PER_EPOCH, MAX_STEPS_PER_EPOCH)
+    )
     schedule = CosineSchedule(steps * config.epochs, config.warmup_steps)
     sampler = BalancedBatchSampler(
         td.labels[pool],
