@@ -62,7 +62,11 @@ class Platform:
         """Stop the server (in-flight calls finish), then the worker, then close the store."""
         from services.search.server import stop_server
 
-        stop_server(self.server, self.settings.shutdown_grace_s if grace is None else grace)
+        stop_server(
+            self.server,
+            self.settings.shutdown_grace_s if grace is None else grace,
+            drain_s=self.settings.drain_s if grace is None else 0.0,
+        )
         for stop in reversed(self._stops):
             try:
                 stop()
@@ -84,7 +88,7 @@ def start_platform(
     ``use_redis``: None picks Redis when it answers at ``settings.redis_url``.
     ``jobs_prefix``: Redis key prefix of the job records (the demo uses its own).
     """
-    from cellsearch.jobs import MemoryJobStore, RedisJobStore
+    from cellsearch.jobs import RedisJobStore, SqliteJobStore
     from services.search.deps import celery_submit, load_encoder_from, open_store_from
     from services.search.server import build_server
 
@@ -92,6 +96,11 @@ def start_platform(
         use_redis = redis_answers(settings.redis_url)
     store = open_store_from(settings)
     stops: list[Any] = []
+    if settings.embedded_index_build == "at_start":
+        # The embedded engine holds the GIL for a whole index build: do it now, before the
+        # server reports SERVING, never while it serves (the worker thread skips it).
+        settings = settings.model_copy(update={"ingest_optimize": False})
+        build_index_before_serving(store)
     try:
         enc = encoder if encoder is not None else load_encoder_from(settings)
         if use_redis:
@@ -105,7 +114,10 @@ def start_platform(
         else:
             from workers.runtime import InProcessSubmitter, Resources, ingest_options
 
-            jobs = MemoryJobStore()
+            # jobs and the dataset registry in a sqlite file beside the store: they survive
+            # a restart, and the unfinished jobs are resumed below
+            jobs = SqliteJobStore(settings.jobs_db_path)
+            stops.append(jobs.close)
             submitter = InProcessSubmitter(
                 Resources(
                     store=store,
@@ -113,10 +125,12 @@ def start_platform(
                     jobs=jobs,
                     ingest_options=ingest_options(settings),
                     owns_store=False,
+                    lease_s=settings.job_lease_s,
                 )
             )
             submit = submitter.enqueue
             stops.append(submitter.close)
+            submitter.resume()
         server, port = build_server(settings, store=store, encoder=enc, jobs=jobs, submit=submit)
     except BaseException:
         for stop in reversed(stops):
@@ -133,6 +147,42 @@ def start_platform(
         mode="redis" if use_redis else "in-process",
         _stops=stops,
     )
+
+
+def build_index_before_serving(store: Any) -> None:
+    """Index what the last run left unindexed (an ingestion's segments), before serving."""
+    import time
+
+    info = getattr(store, "info", None)
+    if not callable(info):
+        return  # a Qdrant server builds in its own background threads
+    stats = info()
+    if stats.get("indexed_vectors", 0) >= stats.get("points", 0):
+        return
+    started = time.perf_counter()
+    log.info("building the index of %d cells before serving", stats.get("points", 0))
+    store.optimize()
+    log.info("index built in %.1f s", time.perf_counter() - started)
+
+
+def start_ops(settings: Settings, *, jobs: Any = None, store: Any = None) -> int | None:
+    """Logging and the metrics endpoint of a ``serve`` or ``worker`` process."""
+    from cellsearch import ops
+
+    ops.configure_logging(settings.log_level, settings.log_format)
+    sources: dict[str, Any] = {}
+    if jobs is not None:
+        sources["job_states"] = ops.job_states_of(jobs)
+    if store is not None:
+        sources["store_points"] = lambda: int(store.count())
+    from cellsearch.jobs import INGEST_QUEUE, RedisJobStore
+
+    if jobs is None or isinstance(jobs, RedisJobStore):
+        sources["queue_depth"] = ops.redis_queue_depth(settings.redis_url, INGEST_QUEUE)
+    port = ops.start_metrics(settings.metrics_port, **sources)
+    if port is not None:
+        log.info("Prometheus metrics on port %d (/metrics)", port)
+    return port
 
 
 # ------------------------------------------------------------------------------ the CLI
@@ -269,10 +319,12 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         # Scale mode (or no worker wanted): the server alone; workers run elsewhere.
         from services.search.server import serve
 
+        start_ops(settings)
         serve(settings)
         return 0
     use_redis = {"auto": None, "redis": True, "in-process": False}[args.worker]
     platform = start_platform(settings, use_redis=use_redis)
+    start_ops(settings, jobs=platform.jobs, store=platform.store)
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     signal.signal(signal.SIGINT, lambda *_: stopped.set())
@@ -289,6 +341,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from workers.runtime import run_worker
 
+    start_ops(settings)
     return run_worker(settings, concurrency=args.concurrency)
 
 
@@ -429,12 +482,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from cellsearch.client import CellSearchError
     from cellsearch.settings import get_settings
+    from vectorstore import StoreLockedError
 
     try:
         return COMMANDS[args.command](args, get_settings())
     except CellSearchError as exc:
         print(f"cellsearch {args.command}: {exc}", file=sys.stderr)
         return 2
+    except StoreLockedError as exc:
+        print(f"cellsearch {args.command}: {exc}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

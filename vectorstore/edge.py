@@ -16,6 +16,7 @@ import qdrant_edge as qe
 
 from vectorstore.base import (
     CellRef,
+    StoreLockedError,
     as_query_matrix,
     check_k,
     dedupe_records,
@@ -45,6 +46,22 @@ def to_edge_filter(flt: SearchFilter | None) -> qe.Filter | None:
         qe.FieldCondition(key=k, match=qe.MatchAny(list(v))) for k, v in flt.must_not.items()
     ]
     return qe.Filter(must=must or None, must_not=must_not or None)
+
+
+def _load_shard(path: Path) -> qe.EdgeShard:
+    """Open an existing shard; a clear :class:`StoreLockedError` when another process has it."""
+    try:
+        return qe.EdgeShard.load(str(path))
+    except Exception as exc:
+        if "WouldBlock" not in str(exc):
+            raise
+        msg = (
+            f"the embedded store {path} is open in another process (qdrant-edge lets one "
+            "process own a shard): stop the other `cellsearch serve`/`worker` using it, or "
+            "point this one at another CELLSEARCH_STORE_PATH (or at a Qdrant server with "
+            "CELLSEARCH_QDRANT_URL to share one store between processes)"
+        )
+        raise StoreLockedError(msg) from None
 
 
 def edge_config(cfg: StoreConfig) -> qe.EdgeConfig:
@@ -89,7 +106,7 @@ class EdgeStore:
         self.path = Path(path)
         existing = (self.path / "segments").is_dir()
         if existing:
-            self._shard = qe.EdgeShard.load(str(self.path))
+            self._shard = _load_shard(self.path)
         else:
             self.path.mkdir(parents=True, exist_ok=True)
             self._shard = qe.EdgeShard.create(str(self.path), edge_config(self.config))

@@ -388,7 +388,7 @@ def _run(
         started = timer.clock()
         store.optimize()
         timer.add("index", started)
-    jobs.register_dataset(
+    jobs.register_dataset(  # the registry entry takes over from the job's claim
         DatasetEntry(
             dataset_id=job.dataset_id,
             study_id=job.study_id,
@@ -402,13 +402,15 @@ def _run(
             ingested_at=time.time(),
         )
     )
-    return jobs.update(
+    done = jobs.update(
         job.job_id,
         state=JobState.SUCCEEDED,
         cells_done=summary.n_cells,
         stage_seconds=timer.rounded(),
         error="",
     )
+    jobs.release_claim(job.dataset_id, job.job_id)
+    return done
 
 
 def _check_dataset_free(job: Job, jobs: JobStore) -> None:
@@ -428,6 +430,9 @@ def _check_dataset_free(job: Job, jobs: JobStore) -> None:
 
 def _owns_dataset(job: Job, jobs: JobStore) -> bool:
     """True when the points under ``job.dataset_id`` can only have been written by ``job``."""
+    holder = jobs.claim_holder(job.dataset_id)
+    if holder is not None and holder != job.job_id:
+        return False  # another job claimed the id: its points are not ours to discard
     try:
         entry = jobs.get_dataset(job.dataset_id)
     except DatasetNotFoundError:
@@ -446,18 +451,22 @@ def _fail(
     if not isinstance(exc, DatasetExistsError):
         _discard(job, jobs=jobs, store=store)
     message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-    return jobs.update(
+    failed = jobs.update(
         job.job_id,
         state=JobState.FAILED,
         error=message,
         error_code=code,
         stage_seconds=timer.rounded(),
     )
+    jobs.release_claim(job.dataset_id, job.job_id)
+    return failed
 
 
 def _cancel(job: Job, *, jobs: JobStore, store: CellStore) -> Job:
     _discard(job, jobs=jobs, store=store)
-    return jobs.update(job.job_id, state=JobState.CANCELLED, error="cancelled on request")
+    cancelled = jobs.update(job.job_id, state=JobState.CANCELLED, error="cancelled on request")
+    jobs.release_claim(job.dataset_id, job.job_id)
+    return cancelled
 
 
 def fail_job(
@@ -469,7 +478,9 @@ def fail_job(
         return job
     if store is not None:
         _discard(job, jobs=jobs, store=store)
-    return jobs.update(job_id, state=JobState.FAILED, error=message, error_code=code)
+    failed = jobs.update(job_id, state=JobState.FAILED, error=message, error_code=code)
+    jobs.release_claim(job.dataset_id, job_id)
+    return failed
 
 
 # ------------------------------------------------------------------------------ datasets

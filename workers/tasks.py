@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from cellsearch.jobs import INGEST_TASK, Job, JobNotFoundError
 from workers import pipeline
 from workers.errors import is_transient
+from workers.recovery import LeaseHeldError, leased
 
 if TYPE_CHECKING:
     from celery import Celery, Task
@@ -52,13 +53,17 @@ def run_ingest(task: Task, job_id: str) -> dict[str, Any]:
             if task.request.id:  # update_state needs a real task id (not an eager call)
                 task.update_state(state="PROGRESS", meta=pipeline.job_summary(job))
 
-        job = pipeline.ingest(
-            job_id,
-            jobs=resources.jobs,
-            store=resources.store,
-            encoder=resources.encoder,
-            options=resources.options(on_progress=report),
-        )
+        with leased(resources.jobs, job_id, lease_s=resources.lease_s):
+            job = pipeline.ingest(
+                job_id,
+                jobs=resources.jobs,
+                store=resources.store,
+                encoder=resources.encoder,
+                options=resources.options(on_progress=report),
+            )
+    except LeaseHeldError:
+        log.info("ingestion job %s runs on another worker; dropping this copy", job_id)
+        return {"job_id": job_id, "state": "RUNNING_ELSEWHERE"}
     except JobNotFoundError:
         log.warning("ingestion job %s is unknown (expired or never created); dropping it", job_id)
         return {"job_id": job_id, "state": "MISSING"}
