@@ -33,7 +33,7 @@ import scipy.sparse as sp
 from cellsearch.jobs import DatasetEntry, DatasetNotFoundError, Job, JobState, JobStore
 from vectorstore import CellRecord, CellStore
 from workers.errors import DatasetExistsError, IngestionRefusedError, is_transient
-from workers.paths import check_path
+from workers.paths import OpenedInput, open_checked
 
 #: obs column (CELLxGENE schema name) feeding each payload field, in order of preference.
 OBS_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -337,7 +337,38 @@ def _run(
     options: IngestOptions,
     timer: _Timer,
 ) -> Job:
-    path = check_path(job.path, options.allowed_roots)
+    with open_checked(job.path, options.allowed_roots) as source:
+        try:
+            return _run_opened(
+                job, source, jobs=jobs, store=store, encoder=encoder, options=options, timer=timer
+            )
+        except ValueError as exc:  # name the user's path, not the handle, in the message
+            _show_path(exc, source)
+            raise
+
+
+def _show_path(exc: ValueError, source: OpenedInput) -> None:
+    handle, shown = str(source.path), str(source.shown)
+    if handle == shown:
+        return
+    exc.args = tuple(a.replace(handle, shown) if isinstance(a, str) else a for a in exc.args)
+    message = getattr(exc, "message", None)
+    if isinstance(message, str):
+        exc.message = message.replace(handle, shown)  # type: ignore[attr-defined]
+
+
+def _run_opened(
+    job: Job,
+    source: OpenedInput,
+    *,
+    jobs: JobStore,
+    store: CellStore,
+    encoder: Encoder,
+    options: IngestOptions,
+    timer: _Timer,
+) -> Job:
+    """The job over an input opened once (``source.path`` names the handle, see paths)."""
+    path = source.path
     _check_dataset_free(job, jobs)
     validate = options.validator or default_validator(options.min_gene_overlap)
     started = timer.clock()
@@ -392,7 +423,7 @@ def _run(
         DatasetEntry(
             dataset_id=job.dataset_id,
             study_id=job.study_id,
-            path=str(path),
+            path=str(source.shown),
             n_cells=summary.n_cells,
             genes_matched=summary.genes_matched,
             genes_total=summary.genes_total,
