@@ -57,6 +57,16 @@ JOBS_FINISHED = Counter(
 )
 
 
+def record_job(job: Any) -> None:
+    """Count a finished job: its state, and for a success its cells and end-to-end rate."""
+    state = str(job.state)
+    JOBS_FINISHED.labels(state).inc()
+    if state == "SUCCEEDED" and job.cells_total:
+        CELLS_INGESTED.inc(job.cells_total)
+        seconds = max(1e-9, sum(job.stage_seconds.values()))
+        CELLS_PER_SECOND.set(job.cells_total / seconds)
+
+
 def new_request_id() -> str:
     return uuid.uuid4().hex[:16]
 

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import numpy as np
 import scipy.sparse as sp
 
+from cellsearch import ops
 from cellsearch.jobs import (
     DEFAULT_QUEUE,
     INGEST_QUEUE,
@@ -455,13 +456,15 @@ class InProcessSubmitter(_Submitter):
         res = self.resources
         try:
             with leased(res.jobs, job_id, lease_s=res.lease_s):
-                return pipeline.ingest(
+                job = pipeline.ingest(
                     job_id,
                     jobs=res.jobs,
                     store=res.store,
                     encoder=res.encoder,
                     options=res.options(),
                 )
+            ops.record_job(job)
+            return job
         except LeaseHeldError:
             return res.jobs.get(job_id)
         except Exception as exc:  # no broker to retry through: settle the job here

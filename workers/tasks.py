@@ -13,6 +13,7 @@ import logging
 import random
 from typing import TYPE_CHECKING, Any
 
+from cellsearch import ops
 from cellsearch.jobs import INGEST_TASK, Job, JobNotFoundError
 from workers import pipeline
 from workers.errors import is_transient
@@ -83,6 +84,8 @@ def run_ingest(task: Task, job_id: str) -> dict[str, Any]:
             "job %s: transient error (%s); retry %d in %.0f s", job_id, exc, retries + 1, countdown
         )
         raise task.retry(exc=exc, countdown=countdown, max_retries=MAX_RETRIES) from exc
+    if job.state.terminal:
+        ops.record_job(job)
     return dict(pipeline.job_summary(job))
 
 
