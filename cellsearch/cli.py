@@ -169,20 +169,7 @@ def start_ops(settings: Settings, *, jobs: Any = None, store: Any = None) -> int
     """Logging and the metrics endpoint of a ``serve`` or ``worker`` process."""
     from cellsearch import ops
 
-    ops.configure_logging(settings.log_level, settings.log_format)
-    sources: dict[str, Any] = {}
-    if jobs is not None:
-        sources["job_states"] = ops.job_states_of(jobs)
-    if store is not None:
-        sources["store_points"] = lambda: int(store.count())
-    from cellsearch.jobs import INGEST_QUEUE, RedisJobStore
-
-    if jobs is None or isinstance(jobs, RedisJobStore):
-        sources["queue_depth"] = ops.redis_queue_depth(settings.redis_url, INGEST_QUEUE)
-    port = ops.start_metrics(settings.metrics_port, **sources)
-    if port is not None:
-        log.info("Prometheus metrics on port %d (/metrics)", port)
-    return port
+    return ops.start_for(settings, jobs=jobs, store=store)
 
 
 # ------------------------------------------------------------------------------ the CLI

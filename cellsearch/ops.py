@@ -195,3 +195,25 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
 
 def elapsed_since(start: float) -> float:
     return time.perf_counter() - start
+
+
+def start_for(settings: Any, *, jobs: Any = None, store: Any = None) -> int | None:
+    """Logging and metrics of a ``serve``/``worker`` process from its settings; the port.
+
+    ``jobs`` and ``store``: what the job-state and store-size gauges read (when this process
+    has them); the queue depth is read from Redis whenever jobs travel through it.
+    """
+    from cellsearch.jobs import INGEST_QUEUE, RedisJobStore
+
+    configure_logging(settings.log_level, settings.log_format)
+    sources: dict[str, Any] = {}
+    if jobs is not None:
+        sources["job_states"] = job_states_of(jobs)
+    if store is not None:
+        sources["store_points"] = lambda: int(store.count())
+    if jobs is None or isinstance(jobs, RedisJobStore):
+        sources["queue_depth"] = redis_queue_depth(settings.redis_url, INGEST_QUEUE)
+    port = start_metrics(settings.metrics_port, **sources)
+    if port is not None:
+        logging.getLogger(__name__).warning("Prometheus metrics on port %d (/metrics)", port)
+    return port
