@@ -97,8 +97,9 @@ def start_platform(
     store = open_store_from(settings)
     stops: list[Any] = []
     if settings.embedded_index_build == "at_start":
-        # The embedded engine holds the GIL for a whole index build: do it now, before the
-        # server reports SERVING, never while it serves (the worker thread skips it).
+        # Build now, before the server reports SERVING, and never while it serves (the
+        # worker thread skips it). The default builds after each job on a copy in a
+        # subprocess instead, which serving does not wait for (vectorstore.offline).
         settings = settings.model_copy(update={"ingest_optimize": False})
         build_index_before_serving(store)
     try:

@@ -78,11 +78,11 @@ class Settings(BaseSettings):
     ingest_optimize: bool = Field(
         default=True, description="Build the HNSW index after each ingestion job."
     )
-    embedded_index_build: Literal["at_start", "after_job"] = Field(
-        default="at_start",
+    embedded_index_build: Literal["after_job", "at_start"] = Field(
+        default="after_job",
         description="When `serve` (embedded: server and worker in one process) builds the "
-        "HNSW index: at start, before it reports SERVING (qdrant-edge holds the GIL for the "
-        "whole build, so a build while serving stops every RPC), or after each job.",
+        "HNSW index: after each job, on a copy in a subprocess swapped in at the end "
+        "(serving goes on; vectorstore.offline), or only at start, before it reports SERVING.",
     )
     job_lease_s: float = Field(
         default=15.0,

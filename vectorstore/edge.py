@@ -7,8 +7,10 @@ congruence tests exercise. One process may open a shard at a time.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +29,7 @@ from vectorstore.base import (
 from vectorstore.config import INDEXED_FIELDS, StoreConfig
 from vectorstore.groups import FILE_NAME as GROUPS_FILE
 from vectorstore.groups import GROUP_FIELD, PayloadGroups, ids_contain, shared_fields
+from vectorstore.offline import Gate, build_copy, recover, swap_in
 from vectorstore.types import PAYLOAD_FIELDS, CellRecord, Hit, SearchFilter, point_id
 
 UPSERT_BATCH = 4096
@@ -35,6 +38,28 @@ UPSERT_BATCH = 4096
 POST_FILTER_OVERSAMPLING = 2
 POST_FILTER_MAX_CANDIDATES = 4096
 SCROLL_PAGE = 1024
+
+
+def _reading(method: Callable) -> Callable:
+    """Run a read while no index swap holds the shard (many reads at once)."""
+
+    @functools.wraps(method)
+    def gated(self: EdgeStore, *args: object, **kwargs: object) -> object:
+        with self._gate.shared():
+            return method(self, *args, **kwargs)
+
+    return gated
+
+
+def _writing(method: Callable) -> Callable:
+    """Run a write one at a time, and never during an index build (which pauses writes)."""
+
+    @functools.wraps(method)
+    def gated(self: EdgeStore, *args: object, **kwargs: object) -> object:
+        with self._writes, self._gate.shared():
+            return method(self, *args, **kwargs)
+
+    return gated
 
 
 def to_edge_filter(flt: SearchFilter | None) -> qe.Filter | None:
@@ -104,6 +129,11 @@ class EdgeStore:
     def __init__(self, path: Path, config: StoreConfig | None = None) -> None:
         self.config = config or StoreConfig()
         self.path = Path(path)
+        # reads share the gate; an index swap takes it alone for well under a second. Writes
+        # go one at a time and pause for a whole build (see vectorstore.offline).
+        self._gate = Gate()
+        self._writes = threading.RLock()
+        recover(self.path)  # an index swap interrupted by a crash
         existing = (self.path / "segments").is_dir()
         if existing:
             self._shard = _load_shard(self.path)
@@ -211,6 +241,7 @@ class EdgeStore:
         ids = [point_id(dataset_id, c) for c in cells]
         self._write(ids, cells, mat, shared, group)
 
+    @_writing
     def _write(
         self,
         ids: Sequence[str],
@@ -243,9 +274,10 @@ class EdgeStore:
                         )
                     )
 
+    @_writing
     def delete_dataset(self, dataset_id: str) -> int:
         flt = SearchFilter(must={"dataset_id": [dataset_id]})
-        n = self.count(flt)
+        n = self._count(flt)
         if n:
             self._shard.update(qe.UpdateOperation.delete_points_by_filter(to_edge_filter(flt)))
         if self._groups is not None:
@@ -253,8 +285,32 @@ class EdgeStore:
         return n
 
     def optimize(self) -> None:
-        self._shard.optimize()
+        """Build the indexes of what was written since the last build.
 
+        With ``build_in_subprocess`` (the default) on a copy in another process, swapped in
+        at the end: searches keep being answered throughout and wait only for the swap,
+        writes wait for the whole build (see ``vectorstore.offline``).
+        """
+        if not self.config.build_in_subprocess:
+            with self._writes, self._gate.shared():
+                self._shard.optimize()
+            return
+        with self._writes:
+            with self._gate.shared():
+                stats = self._shard.info()
+                if int(stats.indexed_vectors_count) >= int(stats.points_count):
+                    return  # every vector is in a graph already: nothing worth a copy
+                self._shard.flush()
+            built = build_copy(self.path)
+            with self._gate.exclusive():
+                self._shard.close()
+                try:
+                    swap_in(self.path, built)
+                finally:
+                    recover(self.path)
+                    self._shard = _load_shard(self.path)
+
+    @_writing
     def build_group_table(self) -> int:
         """Give a shard made before payload groups its table and group field; the group count.
 
@@ -319,6 +375,7 @@ class EdgeStore:
             hnsw_ef=max(ef or self.config.search_ef, k), quantization=quant, acorn=acorn
         )
 
+    @_reading
     def search(
         self,
         vectors: np.ndarray,
@@ -427,6 +484,7 @@ class EdgeStore:
             for rows in kept
         ]
 
+    @_reading
     def retrieve(self, cells: Sequence[CellRef], *, with_vectors: bool = True) -> list[Hit]:
         pairs, bare = split_refs(cells)
         found: list[Hit] = []
@@ -452,9 +510,14 @@ class EdgeStore:
                     break
         return order_hits(cells, found)
 
+    @_reading
     def count(self, filter: SearchFilter | None = None) -> int:
+        return self._count(filter)
+
+    def _count(self, filter: SearchFilter | None = None) -> int:
         return int(self._shard.count(qe.CountRequest(exact=True, filter=self._compile(filter))))
 
+    @_reading
     def facet(
         self,
         field: str,
@@ -469,6 +532,7 @@ class EdgeStore:
         )
         return {str(h.value): int(h.count) for h in resp.hits}
 
+    @_reading
     def info(self) -> dict[str, int]:
         """Points, segments and HNSW-indexed vectors: what ``optimize`` changed."""
         inf = self._shard.info()
@@ -479,10 +543,11 @@ class EdgeStore:
         }
 
     def close(self) -> None:
-        if not self._closed:
-            self._shard.flush()
-            self._shard.close()
-            self._closed = True
+        with self._writes, self._gate.exclusive():
+            if not self._closed:
+                self._shard.flush()
+                self._shard.close()
+                self._closed = True
 
     def __enter__(self) -> EdgeStore:
         return self
