@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     ingest_optimize: bool = Field(
         default=True, description="Build the HNSW index after each ingestion job."
     )
+    ingest_index_every_cells: int | None = Field(
+        default=None,
+        ge=1000,
+        description="Also build the index every this many cells of a job (bounds the engine's "
+        "unindexed in-memory segment, ~3.5 KB a cell); None: at the end of the job only.",
+    )
     embedded_index_build: Literal["after_job", "at_start"] = Field(
         default="after_job",
         description="When `serve` (embedded: server and worker in one process) builds the "

@@ -97,6 +97,9 @@ class IngestOptions:
     embed_batch_size: int = 4096
     min_gene_overlap: float = 0.5
     optimize: bool = True
+    #: Also build the index every this many cells written (None: at the end only), so the
+    #: engine's unindexed in-memory segment (~3.5 KB a cell) stays bounded during a big job.
+    index_every_cells: int | None = None
     validator: Validator | None = None
     reader: ChunkReader | None = None
     ancestors: AncestorFn | None = None
@@ -390,6 +393,7 @@ def _run_opened(
         encoder, batch_size=options.embed_batch_size, min_overlap=options.min_gene_overlap
     )
     resume_at = min(job.cells_done, summary.n_cells)
+    unindexed = 0
     chunks = iter(read(path, options.chunk_cells, resume_at))
     while True:
         started = timer.clock()
@@ -404,7 +408,16 @@ def _run_opened(
         found = payloads.groups(chunk.obs)
         started = timer.add("payload", started)
         write_chunk(store, job.dataset_id, found, vectors)
-        timer.add("upsert", started)
+        started = timer.add("upsert", started)
+        unindexed += chunk.n_cells
+        if (
+            options.optimize
+            and options.index_every_cells
+            and unindexed >= options.index_every_cells
+        ):
+            store.optimize()
+            timer.add("index", started)
+            unindexed = 0
         job = jobs.update(
             job.job_id,
             cells_done=chunk.start + chunk.n_cells,

@@ -81,6 +81,7 @@ def ingest_options(settings: Settings, **overrides: Any) -> pipeline.IngestOptio
         chunk_cells=settings.ingest_chunk_cells,
         embed_batch_size=settings.embed_batch_size,
         optimize=settings.ingest_optimize,
+        index_every_cells=settings.ingest_index_every_cells,
     )
     return replace(base, **overrides)
 
