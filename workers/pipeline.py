@@ -6,8 +6,11 @@ in-process runner of the embedded mode and the unit tests all run this same code
 
 Guarantees:
 
-* **A bad input writes nothing.** The path check and the whole-file validation run before the
-  first upsert; a refused job ends FAILED with the error's message and code.
+* **A bad input writes nothing.** The path check and the whole-file validation (every cell)
+  run before the first upsert; a refused job ends FAILED with the error's message and code.
+* **The file read is the file checked.** It is opened once inside the allowed roots and read
+  only through that handle (``workers.paths.open_checked``; tests/workers/
+  test_workers_open_once.py).
 * **A failed or cancelled job leaves the store as it was.** A dataset id belongs to one job
   (a second ingestion of a registered id is refused), so on a permanent failure or a cancel
   the pipeline deletes every point of that dataset id: exactly what this job wrote.

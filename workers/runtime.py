@@ -393,7 +393,7 @@ class _Submitter:
         self, *, path: str, study_id: str, dataset_id: str, metadata: Mapping[str, str]
     ) -> Job:
         job = self.jobs.create(
-            path=path, study_id=study_id, dataset_id=dataset_id, metadata=metadata
+            path=path, study_id=study_id, dataset_id=dataset_id, metadata=metadata, claim=True
         )
         self.enqueue(job.job_id)
         return job
