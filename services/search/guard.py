@@ -30,12 +30,10 @@ import grpc
 from cellsearch import ops
 from cellsearch.limits import LimitExceededError, check_budget
 from cellsearch.settings import Settings
+from services.search.servicer_convert import DEFAULT_ANNOTATE_K, DEFAULT_K
+from vectorstore import DIM as EMBEDDING_DIM
 
 log = logging.getLogger(__name__)
-
-DEFAULT_K = 10
-DEFAULT_ANNOTATE_K = 50
-EMBEDDING_DIM = 128
 
 
 def query_cells(request: Any) -> int:
