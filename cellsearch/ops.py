@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
-import time
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -191,10 +190,6 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
-
-
-def elapsed_since(start: float) -> float:
-    return time.perf_counter() - start
 
 
 def start_for(settings: Any, *, jobs: Any = None, store: Any = None) -> int | None:
