@@ -99,7 +99,8 @@ class RequestGuard(grpc.ServerInterceptor):
         method = details.method.rsplit("/", 1)[-1]
         metadata = dict(details.invocation_metadata or ())
         rid = str(metadata.get("x-request-id") or ops.new_request_id())[:64]
-        check = self._checks.get(method)
+        # a handler without a deserializer (one that refuses the call) gets raw bytes: no check
+        check = self._checks.get(method) if handler.request_deserializer else None
         if handler.unary_unary is not None:
             inner = handler.unary_unary
 

@@ -66,9 +66,12 @@ def build_server(
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
     ]
-    interceptors: list[grpc.ServerInterceptor] = [RequestGuard(settings)]
+    # Auth first: the guard (budget, watcher cap, metrics, request ids) sees only calls that
+    # carry the token, and each call's decoded request.
+    interceptors: list[grpc.ServerInterceptor] = []
     if settings.auth_token is not None and settings.auth_token.get_secret_value():
         interceptors.append(BearerTokenInterceptor(settings.auth_token.get_secret_value()))
+    interceptors.append(RequestGuard(settings))
     server = grpc.server(
         futures.ThreadPoolExecutor(
             max_workers=settings.grpc_workers, thread_name_prefix="cellsearch-rpc"

@@ -207,3 +207,28 @@ def test_shutdown_reports_not_serving_through_the_drain(tmp_path):
     assert health.Check(check, timeout=2).status == health_pb2.HealthCheckResponse.NOT_SERVING
     stopper.join(10)
     store.close()
+
+
+def test_auth_comes_before_the_budget(tmp_path):
+    from pydantic import SecretStr
+
+    from vectorstore import open_store
+
+    settings = Settings(
+        store_path=tmp_path / "s",
+        grpc_address="127.0.0.1:0",
+        auth_token=SecretStr("tok"),
+        max_request_hits=10,
+    )
+    store = open_store(path=settings.store_path)
+    server, port = build_server(settings, store=store, jobs=MemoryJobStore(), submit=print)
+    try:
+        address = f"127.0.0.1:{port}"
+        for token, code in ((None, "UNAUTHENTICATED"), ("tok", "RESOURCE_EXHAUSTED")):
+            with CellSearchClient(address, token=token, timeout=5) as client:
+                with pytest.raises(CellSearchError) as err:
+                    client.search(_vectors(5), k=10)  # 50 neighbours > 10
+                assert err.value.code.name == code
+    finally:
+        server.stop(None).wait()
+        store.close()
