@@ -104,6 +104,9 @@ def start_platform(
         build_index_before_serving(store)
     try:
         enc = encoder if encoder is not None else load_encoder_from(settings)
+        from workers.runtime import warm_ontologies
+
+        warm_ontologies(settings)  # now, not in the first job while serving
         if use_redis:
             from workers.runtime import start_worker_thread
 

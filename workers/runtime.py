@@ -139,9 +139,11 @@ def load_encoder(settings: Settings, *, device: str = "cpu") -> pipeline.Encoder
 def warm_ontologies(settings: Settings) -> None:
     """Load the ontology closures now so the first chunk does not pay for it."""
     import ontology
+    from celldata.validate import verify_assays
 
     for kind in ontology.KINDS:
         ontology.get_ontology(kind, cache_dir=settings.ontology_cache_dir)
+    verify_assays({"EFO:0009922"}, "warm-up")  # loads the EFO terms (~0.2 s holding the GIL)
 
 
 def warm_encoder(encoder: pipeline.Encoder) -> None:
