@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 STUBS  := cellsearch/v1/cellsearch_pb2.py
 PROTOS := $(wildcard proto/cellsearch/v1/*.proto)
 
-.PHONY: install stubs lint test test-fast demo bench clean
+.PHONY: install stubs lint test test-fast stress demo bench clean
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH"; exit 1; }
@@ -50,6 +50,10 @@ demo: install
 bench: install
 	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) -m benchmarks.run_all
+
+# The stress and fault suite alone (make test runs it too).
+stress: install
+	$(VENV)/bin/pytest -m stress
 
 test-fast: install
 	$(VENV)/bin/pytest -m "not slow"

@@ -34,6 +34,30 @@ class NotRawCountsError(DataValidationError):
     code = "not_raw_counts"
 
 
+class NegativeCountsError(NotRawCountsError):
+    """Some values are negative (scaled or centred data)."""
+
+    code = "negative_counts"
+
+
+class NonIntegerCountsError(NotRawCountsError):
+    """Some values are fractional (normalised or log-normalised data)."""
+
+    code = "non_integer_counts"
+
+
+class NonFiniteCountsError(NotRawCountsError):
+    """Some values are NaN or infinite."""
+
+    code = "non_finite_counts"
+
+
+class CountTooLargeError(NotRawCountsError):
+    """A count above any a cell can hold (e.g. 1e30): a corrupt or mis-scaled matrix."""
+
+    code = "count_too_large"
+
+
 class EmptyCellsError(DataValidationError):
     """Some cells (or the whole file) have no counts at all."""
 
@@ -44,6 +68,12 @@ class DuplicateCellIdsError(DataValidationError):
     """Two or more cells share an id, so their stored points would overwrite each other."""
 
     code = "duplicate_cell_ids"
+
+
+class EmptyCellIdError(DataValidationError):
+    """A cell whose id (obs_names) is empty: its point id would collide with others."""
+
+    code = "empty_cell_id"
 
 
 class MissingMetadataError(DataValidationError):
@@ -79,7 +109,12 @@ class WrongSpeciesError(DataValidationError):
 ALL_ERRORS: tuple[type[DataValidationError], ...] = (
     UnreadableFileError,
     NotRawCountsError,
+    NegativeCountsError,
+    NonIntegerCountsError,
+    NonFiniteCountsError,
+    CountTooLargeError,
     EmptyCellsError,
+    EmptyCellIdError,
     DuplicateCellIdsError,
     MissingMetadataError,
     UnknownTermError,

@@ -152,14 +152,46 @@ def _read_rows(elem: h5py.Group | h5py.Dataset, start: int, stop: int) -> sp.csr
     n_genes = int(elem.attrs["shape"][1])
     if encoding == "csr_matrix":
         indptr = elem["indptr"][start : stop + 1].astype(np.int64)
+        if len(indptr) != stop - start + 1:
+            msg = (
+                f"the count matrix is corrupt: it declares {elem.attrs['shape'][0]} cells but "
+                f"has row pointers for {len(elem['indptr']) - 1}; re-export the file"
+            )
+            raise UnreadableFileError(msg)
         lo, hi = int(indptr[0]), int(indptr[-1])
         data = elem["data"][lo:hi].astype(np.float32, copy=False)
         indices = elem["indices"][lo:hi]
-        return sp.csr_matrix((data, indices, indptr - lo), shape=(stop - start, n_genes))
+        return _checked_csr(data, indices, indptr - lo, (stop - start, n_genes), start)
     # CSC (or anything else anndata knows): let anndata slice it; rows of CSC are not contiguous.
     from anndata.io import sparse_dataset
 
     return sp.csr_matrix(sparse_dataset(elem)[start:stop], dtype=np.float32)
+
+
+def _checked_csr(
+    data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, shape: tuple[int, int], start: int
+) -> sp.csr_matrix:
+    """A CSR chunk whose structure is sound, else :class:`UnreadableFileError`.
+
+    A corrupt ``indptr`` (decreasing, or past ``data``) or a gene index out of range used to
+    pass validation and crash the process in compiled code (a segfault, found by the fuzz
+    test in tests/stress/test_fuzz.py); O(nnz) per chunk.
+    """
+    n_rows, n_genes = shape
+    problem = ""
+    if len(indptr) != n_rows + 1 or indptr[0] != 0 or (np.diff(indptr) < 0).any():
+        problem = "its row pointers (indptr) are not increasing"
+    elif int(indptr[-1]) != len(data) or len(indices) != len(data):
+        problem = "its row pointers (indptr) do not match its values"
+    elif len(indices) and (int(indices.min()) < 0 or int(indices.max()) >= n_genes):
+        problem = "a gene index lies outside the gene list"
+    if problem:
+        msg = (
+            f"the count matrix is corrupt at cells {start}-{start + n_rows - 1}: {problem}; "
+            "re-export the file (anndata's write_h5ad)"
+        )
+        raise UnreadableFileError(msg, details={"row": start})
+    return sp.csr_matrix((data, indices, indptr), shape=shape)
 
 
 def _sample_values(elem: h5py.Group | h5py.Dataset, n_cells: int) -> np.ndarray:
@@ -249,6 +281,32 @@ class _ObsSlicer:
         return pd.DataFrame(data, index=index)
 
 
+def _check_consistent(
+    path: Path,
+    elem: h5py.Group | h5py.Dataset,
+    n_cells: int,
+    n_genes: int,
+    obs: _ObsSlicer,
+    var_names: pd.Index,
+) -> None:
+    """The matrix's declared shape agrees with obs, var and its own row pointers.
+
+    A wrong ``shape`` attribute used to drop the last cells silently or end in an index
+    error (tests/stress/test_fuzz.py).
+    """
+    n_obs = len(obs.group[obs.index_key])
+    rows = n_cells
+    if isinstance(elem, h5py.Group) and elem.attrs.get("encoding-type") == "csr_matrix":
+        rows = len(elem["indptr"]) - 1
+    if n_obs != n_cells or rows != n_cells or len(var_names) != n_genes:
+        msg = (
+            f"{path} is inconsistent: its matrix declares {n_cells} cells x {n_genes} genes, "
+            f"but obs has {n_obs} cells, the matrix rows {rows} and var {len(var_names)} "
+            "genes; the file is damaged or was edited by hand. Re-export it (write_h5ad)"
+        )
+        raise UnreadableFileError(msg)
+
+
 def _info_h5ad(path: Path, counts: CountsLocation) -> DatasetInfo:
     with h5py.File(path, "r") as f:
         location, present = _pick_location(f, counts, path)
@@ -258,7 +316,9 @@ def _info_h5ad(path: Path, counts: CountsLocation) -> DatasetInfo:
             raise UnreadableFileError(msg)
         n_cells, n_genes = _element_shape(shape_from)
         var_names = _var_names_for(f, location or present[0])
-        obs_columns = _ObsSlicer(f["obs"]).columns
+        obs_slicer = _ObsSlicer(f["obs"])
+        obs_columns = obs_slicer.columns
+        _check_consistent(path, shape_from, n_cells, n_genes, obs_slicer, var_names)
     return DatasetInfo(
         path=path,
         format="h5ad",
@@ -293,7 +353,7 @@ def _tenx_rows(group: h5py.Group, start: int, stop: int, n_genes: int) -> sp.csr
     lo, hi = int(indptr[0]), int(indptr[-1])
     data = group["data"][lo:hi].astype(np.float32)
     indices = group["indices"][lo:hi]
-    return sp.csr_matrix((data, indices, indptr - lo), shape=(stop - start, n_genes))
+    return _checked_csr(data, indices, indptr - lo, (stop - start, n_genes), start)
 
 
 # ---------------------------------------------------------------------------- mtx

@@ -5,27 +5,37 @@ Checks run cheapest first and stop at the first failure, raising the specific
 or gene at fault and says what to do:
 
 1. the file opens (truncated/corrupt files fail here);
-2. it has cells, and raw counts somewhere (sampled: negative, non-integer, log-normalised);
+2. it has cells, and raw counts somewhere (a quick sample first: negative, non-integer,
+   log-normalised), then **every** cell in the streamed pass: NaN/inf, negative,
+   non-integer and absurd (> 2**24) values, each with its own code;
 3. genes: not mouse, and enough overlap with the model's vocabulary;
-4. cell ids are unique (all cells, via 64-bit hashes: flat memory);
+4. cell ids are non-empty and unique (all cells, via 64-bit hashes: flat memory);
 5. no empty cells (all cells, from ``indptr`` and per-chunk sums);
 6. required obs columns exist and have no missing values;
-7. ontology ids in ``*_ontology_term_id`` columns are known, current and of the right kind.
+7. ontology ids in ``*_ontology_term_id`` columns are known, current and of the right kind;
+   assay ids (``assay_ontology_term_id``) are known EFO terms.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from celldata.errors import (
+    CountTooLargeError,
     DuplicateCellIdsError,
+    EmptyCellIdError,
     EmptyCellsError,
     MissingMetadataError,
+    NegativeCountsError,
+    NonFiniteCountsError,
+    NonIntegerCountsError,
     NotRawCountsError,
     ObsoleteTermError,
     UnknownTermError,
@@ -66,10 +76,27 @@ class ValidationReport:
         return None if self.alignment is None else self.alignment.n_matched
 
 
+#: The largest count accepted: float32 (what counts are read as) holds every integer up to
+#: 2**24 exactly, and no cell holds 16.7 million molecules of one gene; above it (1e30 in a
+#: corrupt file) the embedding would be garbage.
+MAX_COUNT = float(2**24)
+ASSAY_COLUMN = "assay_ontology_term_id"
+
+
 def check_raw_counts(values: np.ndarray, *, where: str, location: str) -> None:
-    """Raise :class:`NotRawCountsError` for negative, non-integer or log-normalised values."""
+    """Raise a :class:`NotRawCountsError` subclass for NaN/inf, negative, non-integer,
+    log-normalised or absurdly large values (each its own code)."""
     if values.size == 0:
         return
+    finite = np.isfinite(values)
+    if not finite.all():
+        example = float(values[~finite][0])
+        msg = (
+            f"{where}: {location} has {int((~finite).sum())} NaN or infinite value(s) "
+            f"(e.g. {example}); raw counts are finite non-negative integers. Re-export the "
+            "matrix"
+        )
+        raise NonFiniteCountsError(msg, details={"location": location, "example": str(example)})
     low = float(values.min())
     if low < 0:
         msg = (
@@ -77,7 +104,7 @@ def check_raw_counts(values: np.ndarray, *, where: str, location: str) -> None:
             "centred. Provide raw UMI counts (non-negative integers) in X, layers['counts'] "
             "or .raw"
         )
-        raise NotRawCountsError(msg, details={"location": location, "min": low})
+        raise NegativeCountsError(msg, details={"location": location, "min": low})
     fractional = values != np.round(values)
     if fractional.any():
         example = float(values[fractional][0])
@@ -88,7 +115,14 @@ def check_raw_counts(values: np.ndarray, *, where: str, location: str) -> None:
             f"looks {kind}, not raw counts. Provide the raw UMI counts (before "
             "normalize_total/log1p) in X, layers['counts'] or .raw"
         )
-        raise NotRawCountsError(msg, details={"location": location, "example": example})
+        raise NonIntegerCountsError(msg, details={"location": location, "example": example})
+    high = float(values.max())
+    if high > MAX_COUNT:
+        msg = (
+            f"{where}: {location} has a count of {high:g}, above any a cell holds (limit "
+            f"{MAX_COUNT:g}); the matrix is corrupt or mis-scaled. Provide raw UMI counts"
+        )
+        raise CountTooLargeError(msg, details={"location": location, "max": high})
 
 
 def _sampled_chunks(path: Path, info: DatasetInfo, sample_cells: int) -> list[CellChunk]:
@@ -137,6 +171,40 @@ def _check_duplicates(hashes: list[np.ndarray], path: Path) -> None:
             "within a dataset: make them unique (e.g. prefix the sample id) and resubmit"
         )
         raise DuplicateCellIdsError(msg, details={"n_duplicates": int(dup.size), "examples": names})
+
+
+def _check_cell_ids(chunk: CellChunk, path: Path) -> None:
+    ids = chunk.obs.index.to_numpy(dtype=object)
+    empty = np.fromiter((not str(c).strip() for c in ids), dtype=bool, count=len(ids))
+    if empty.any():
+        row = chunk.start + int(np.flatnonzero(empty)[0])
+        msg = (
+            f"{path}: {int(empty.sum())} cell(s) have an empty id (obs_names), first at row "
+            f"{row}; every cell needs a unique, non-empty id (e.g. its barcode)"
+        )
+        raise EmptyCellIdError(msg, details={"row": row})
+
+
+def verify_assays(values: set[str], path: Path | str) -> list[str]:
+    """Assay ids must be EFO terms the CELLxGENE ontology knows (and not deprecated)."""
+    parser = _assay_parser()
+    for term in sorted(values):
+        known = term.startswith("EFO:") and parser.is_valid_term_id(term)
+        if not known or parser.is_term_deprecated(term):
+            why = "deprecated" if known else "not a known EFO assay term"
+            msg = (
+                f"{path}: column {ASSAY_COLUMN!r} has {term!r}, {why}. Use CELLxGENE assay "
+                "ids such as EFO:0009922 (10x 3' v3) or EFO:0009899 (10x 3' v2)"
+            )
+            raise UnknownTermError(msg, details={"column": ASSAY_COLUMN, "term": term})
+    return sorted(values)
+
+
+@functools.cache
+def _assay_parser() -> Any:
+    from cellxgene_ontology_guide.ontology_parser import OntologyParser
+
+    return OntologyParser()
 
 
 def _missing_mask(values: pd.Series) -> np.ndarray:
@@ -232,7 +300,14 @@ def validate_dataset(
     hashes: list[np.ndarray] = []
     empty_rows: list[int] = []
     term_values: dict[str, set[str]] = {c: set() for c in TERM_COLUMNS if c in info.obs_columns}
+    assays: set[str] = set()
     for chunk in iter_chunks(path, chunk_size=chunk_size, counts=info.counts_location):  # type: ignore[arg-type]
+        # every cell, not a sample: a defect at any row fails here, before anything is stored
+        where = f"{path} (cells {chunk.start}-{chunk.start + chunk.n_cells - 1})"
+        check_raw_counts(chunk.X.data, where=where, location=info.counts_location)
+        _check_cell_ids(chunk, path)
+        if ASSAY_COLUMN in chunk.obs.columns:
+            assays.update(str(v) for v in pd.unique(chunk.obs[ASSAY_COLUMN].astype(str)))
         hashes.append(pd.util.hash_array(chunk.obs.index.to_numpy(dtype=object)))
         sums = np.asarray(chunk.X.sum(axis=1)).ravel()
         if len(empty_rows) < 5:
@@ -269,6 +344,8 @@ def validate_dataset(
     terms: dict[str, list[str]] = {}
     if check_terms and term_values:
         terms = verify_terms(term_values, path)
+    if check_terms and assays:
+        terms[ASSAY_COLUMN] = verify_assays(assays, path)
     return ValidationReport(
         path=path,
         n_cells=info.n_cells,

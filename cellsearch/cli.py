@@ -66,7 +66,11 @@ class Platform:
         """Stop the server (in-flight calls finish), then the worker, then close the store."""
         from services.search.server import stop_server
 
-        stop_server(self.server, self.settings.shutdown_grace_s if grace is None else grace)
+        stop_server(
+            self.server,
+            self.settings.shutdown_grace_s if grace is None else grace,
+            drain_s=self.settings.drain_s if grace is None else 0.0,
+        )
         for stop in reversed(self._stops):
             try:
                 stop()
@@ -88,7 +92,7 @@ def start_platform(
     ``use_redis``: None picks Redis when it answers at ``settings.redis_url``.
     ``jobs_prefix``: Redis key prefix of the job records (the demo uses its own).
     """
-    from cellsearch.jobs import MemoryJobStore, RedisJobStore
+    from cellsearch.jobs import RedisJobStore, SqliteJobStore
     from services.search.deps import celery_submit, load_encoder_from, open_store_from
     from services.search.server import build_server
 
@@ -96,8 +100,17 @@ def start_platform(
         use_redis = redis_answers(settings.redis_url)
     store = open_store_from(settings)
     stops: list[Any] = []
+    if settings.embedded_index_build == "at_start":
+        # Build now, before the server reports SERVING, and never while it serves (the
+        # worker thread skips it). The default builds after each job on a copy in a
+        # subprocess instead, which serving does not wait for (vectorstore.offline).
+        settings = settings.model_copy(update={"ingest_optimize": False})
+        build_index_before_serving(store)
     try:
         enc = encoder if encoder is not None else load_encoder_from(settings)
+        from workers.runtime import warm_ontologies
+
+        warm_ontologies(settings)  # now, not in the first job while serving
         if use_redis:
             from workers.runtime import start_worker_thread
 
@@ -109,7 +122,10 @@ def start_platform(
         else:
             from workers.runtime import InProcessSubmitter, Resources, ingest_options
 
-            jobs = MemoryJobStore()
+            # jobs and the dataset registry in a sqlite file beside the store: they survive
+            # a restart, and the unfinished jobs are resumed below
+            jobs = SqliteJobStore(settings.jobs_db_path)
+            stops.append(jobs.close)
             submitter = InProcessSubmitter(
                 Resources(
                     store=store,
@@ -117,10 +133,12 @@ def start_platform(
                     jobs=jobs,
                     ingest_options=ingest_options(settings),
                     owns_store=False,
+                    lease_s=settings.job_lease_s,
                 )
             )
             submit = submitter.enqueue
             stops.append(submitter.close)
+            submitter.resume()
         server, port = build_server(settings, store=store, encoder=enc, jobs=jobs, submit=submit)
     except BaseException:
         for stop in reversed(stops):
@@ -137,6 +155,29 @@ def start_platform(
         mode="redis" if use_redis else "in-process",
         _stops=stops,
     )
+
+
+def build_index_before_serving(store: Any) -> None:
+    """Index what the last run left unindexed (an ingestion's segments), before serving."""
+    import time
+
+    info = getattr(store, "info", None)
+    if not callable(info):
+        return  # a Qdrant server builds in its own background threads
+    stats = info()
+    if stats.get("indexed_vectors", 0) >= stats.get("points", 0):
+        return
+    started = time.perf_counter()
+    log.info("building the index of %d cells before serving", stats.get("points", 0))
+    store.optimize()
+    log.info("index built in %.1f s", time.perf_counter() - started)
+
+
+def start_ops(settings: Settings, *, jobs: Any = None, store: Any = None) -> int | None:
+    """Logging and the metrics endpoint of a ``serve`` or ``worker`` process."""
+    from cellsearch import ops
+
+    return ops.start_for(settings, jobs=jobs, store=store)
 
 
 # ------------------------------------------------------------------------------ the CLI
@@ -298,10 +339,12 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         # Scale mode (or no worker wanted): the server alone; workers run elsewhere.
         from services.search.server import serve
 
+        start_ops(settings)
         serve(settings)
         return 0
     use_redis = {"auto": None, "redis": True, "in-process": False}[args.worker]
     platform = start_platform(settings, use_redis=use_redis)
+    start_ops(settings, jobs=platform.jobs, store=platform.store)
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     signal.signal(signal.SIGINT, lambda *_: stopped.set())
@@ -318,6 +361,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from workers.runtime import run_worker
 
+    start_ops(settings)
     return run_worker(settings, concurrency=args.concurrency)
 
 
@@ -499,12 +543,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from cellsearch.client import CellSearchError
     from cellsearch.settings import get_settings
+    from vectorstore import StoreLockedError
 
     try:
         return COMMANDS[args.command](args, get_settings())
     except CellSearchError as exc:
         print(f"cellsearch {args.command}: {exc}", file=sys.stderr)
         return 2
+    except StoreLockedError as exc:
+        print(f"cellsearch {args.command}: {exc}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

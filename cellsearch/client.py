@@ -395,17 +395,43 @@ class CellSearchClient:
     def get_job(self, job_id: str) -> Job:
         return job_from_proto(self._call(self.ingestion_stub.GetJob, pb.JobRequest(job_id=job_id)))
 
-    def watch_job(self, job_id: str, *, timeout: float | None = None) -> Iterator[Job]:
-        """The job now and after every change, until it ends (or ``timeout`` passes)."""
-        try:
-            for msg in self.ingestion_stub.WatchJob(
-                pb.JobRequest(job_id=job_id), timeout=timeout, metadata=self._metadata
-            ):
-                yield job_from_proto(msg)
-        except grpc.RpcError as exc:
-            if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+    def watch_job(
+        self, job_id: str, *, timeout: float | None = None, poll_s: float = 1.0
+    ) -> Iterator[Job]:
+        """The job now and after every change, until it ends (or ``timeout`` passes).
+
+        The server ends a watch after its maximum lifetime and refuses watchers over its
+        cap (RESOURCE_EXHAUSTED): the first is re-opened, the second polled with GetJob
+        every ``poll_s``, so a caller sees one stream either way.
+        """
+        import time
+
+        end = None if timeout is None else time.monotonic() + timeout
+        last: Job | None = None
+        while True:
+            left = None if end is None else end - time.monotonic()
+            if left is not None and left <= 0:
                 return
-            raise _error(exc, self.ingestion_stub.WatchJob) from None
+            try:
+                for msg in self.ingestion_stub.WatchJob(
+                    pb.JobRequest(job_id=job_id), timeout=left, metadata=self._metadata
+                ):
+                    job = job_from_proto(msg)
+                    if job != last:
+                        last = job
+                        yield job
+            except grpc.RpcError as exc:
+                if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                    return
+                if exc.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    raise _error(exc, self.ingestion_stub.WatchJob) from None
+                job = self.get_job(job_id)
+                if job != last:
+                    last = job
+                    yield job
+                time.sleep(poll_s if left is None else max(0.0, min(poll_s, left)))
+            if last is not None and JobState(last.state).terminal:
+                return
 
     def wait_job(self, job_id: str, *, timeout: float | None = None) -> Job:
         """Block until the job ends; returns its final record."""

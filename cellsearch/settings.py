@@ -78,6 +78,29 @@ class Settings(BaseSettings):
     ingest_optimize: bool = Field(
         default=True, description="Build the HNSW index after each ingestion job."
     )
+    ingest_index_every_cells: int | None = Field(
+        default=None,
+        ge=1000,
+        description="Also build the index every this many cells of a job (bounds the engine's "
+        "unindexed in-memory segment, ~3.5 KB a cell); None: at the end of the job only.",
+    )
+    embedded_index_build: Literal["after_job", "at_start"] = Field(
+        default="after_job",
+        description="When `serve` (embedded: server and worker in one process) builds the "
+        "HNSW index: after each job, on a copy in a subprocess swapped in at the end "
+        "(serving goes on; vectorstore.offline), or only at start, before it reports SERVING.",
+    )
+    job_lease_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="A running job's lease; a started job whose worker stopped renewing it "
+        "for this long is resumed by another worker (crash recovery).",
+    )
+    jobs_db: Path | None = Field(
+        default=None,
+        description="sqlite file of job records and the dataset registry in the embedded mode "
+        "without Redis; None: jobs.sqlite3 beside the store folder.",
+    )
 
     # --- gRPC server --------------------------------------------------------
     grpc_address: str = "127.0.0.1:50051"
@@ -88,11 +111,45 @@ class Settings(BaseSettings):
     tls_key_file: Path | None = None
     grpc_workers: int = Field(default=16, ge=1)
     shutdown_grace_s: float = Field(default=5.0, ge=0)
+    drain_s: float = Field(
+        default=2.0,
+        ge=0,
+        description="On SIGTERM, report NOT_SERVING this long (load balancers move away) "
+        "before refusing new calls; in-flight calls then get shutdown_grace_s.",
+    )
+    max_watchers: int = Field(
+        default=8,
+        ge=1,
+        description="Concurrent WatchJob streams; more are refused (RESOURCE_EXHAUSTED), so "
+        "watchers never take the threads unary calls need. Keep below grpc_workers.",
+    )
+    watch_max_s: float = Field(
+        default=600.0, gt=0, description="A WatchJob stream ends after this long (re-watch)."
+    )
+
+    # --- operations ---------------------------------------------------------
+    metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="Serve Prometheus metrics on this port (0: any free port); None: off.",
+    )
+    log_format: Literal["text", "json"] = "text"
+    log_level: str = "INFO"
 
     # --- request limits -----------------------------------------------------
     max_k: int = Field(default=10_000, ge=1)
     max_query_cells: int = Field(default=10_000, ge=1)
     max_message_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    max_request_hits: int = Field(
+        default=200_000,
+        ge=1,
+        description="Budget of one request: query cells x k neighbours (searched or returned).",
+    )
+    max_metadata_entries: int = Field(default=64, ge=0)
+    max_metadata_bytes: int = Field(
+        default=16 * 1024, ge=0, description="Keys and values of a submission's metadata."
+    )
 
     @model_validator(mode="after")
     def _tls_pair(self) -> Settings:
@@ -100,6 +157,13 @@ class Settings(BaseSettings):
             msg = "CELLSEARCH_TLS_CERT_FILE and CELLSEARCH_TLS_KEY_FILE must be set together"
             raise ValueError(msg)
         return self
+
+    @property
+    def jobs_db_path(self) -> Path:
+        """Where the embedded mode without Redis keeps its job records and registry."""
+        if self.jobs_db is not None:
+            return self.jobs_db
+        return self.store_path.parent / f"{self.store_path.name}.jobs.sqlite3"
 
     @property
     def store_mode(self) -> Literal["embedded", "server"]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from vectorstore.base import CellRef, CellStore
+from vectorstore.base import CellRef, CellStore, StoreLockedError
 from vectorstore.config import StoreConfig
 from vectorstore.types import (
     DIM,
@@ -37,6 +37,7 @@ __all__ = [
     "Hit",
     "SearchFilter",
     "StoreConfig",
+    "StoreLockedError",
     "open_store",
     "point_id",
 ]

@@ -143,3 +143,7 @@ def order_hits(cells: Sequence[CellRef], found: Iterable[Hit]) -> list[Hit]:
                 seen.add(key)
                 out.append(hit)
     return out
+
+
+class StoreLockedError(RuntimeError):
+    """The embedded store folder is open in another process (one process owns a shard)."""

@@ -82,6 +82,10 @@ class StoreConfig:
     #: but p50 11.7 -> 16.0 ms; the 400 graph gets 0.991 without it (docs/vectorstore.md).
     #: Needs the group table.
     post_filter_min_share: float | None = None
+    #: Build indexes (``optimize``) on a copy in a subprocess and swap it in, so the
+    #: process keeps answering (qdrant-edge holds the GIL for a whole in-process build; see
+    #: ``vectorstore.offline``); False: build in-process, blocking this process meanwhile.
+    build_in_subprocess: bool = True
     #: Target number of segments (0: Qdrant picks from the CPU count).
     segments: int = 0
     #: Search threads of the embedded engine (None: from the CPU count; qdrant-edge starts

@@ -20,6 +20,13 @@ It also knows each filter's exact size before Qdrant runs, which the search plan
 The file is append-only between deletions; a group is written before any point that uses
 it, so a crash can leave an unused group (harmless: it matches nothing) but never a point
 whose group is missing.
+
+Thread safety: the serving threads read the table while an ingestion thread adds groups and
+a delete rewrites it. Every read and change of the in-memory table happens under one lock
+(the work under it is numpy over thousands of groups: well under a millisecond), and the
+file is written under a second lock, so a reader never waits for an fsync. Readers that
+use a result later (post-filtering) get group *ids*, which keep their meaning when a delete
+renumbers the rows (``tests/vectorstore/test_groups_concurrency.py``).
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -75,10 +83,15 @@ class PayloadGroups:
 
     def __init__(self, folder: Path) -> None:
         self.path = Path(folder) / FILE_NAME
+        # _lock: the in-memory table (short holds); _file_lock: the file and the order of
+        # changes (an add or a remove at a time, held across the fsync).
+        self._lock = threading.RLock()
+        self._file_lock = threading.Lock()
         if not self.path.exists():
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.path.touch()
-        self._load()
+        with self._lock:
+            self._load()
 
     def _load(self) -> None:
         # Compact containers: 4-byte rows and 8-byte ids (a million cells in 66,733 groups:
@@ -101,40 +114,54 @@ class PayloadGroups:
                     yield int(rec["id"]), rec["payload"]
 
     def __len__(self) -> int:
-        return len(self._ids)
+        with self._lock:
+            return len(self._ids)
 
     def add(self, payloads: Iterable[Mapping[str, object]]) -> list[int]:
-        """Register shared payloads (durably, before their points are written); their ids."""
-        ids, new = [], []
-        for payload in payloads:
-            gid = group_id(payload)
-            ids.append(gid)
-            if gid not in self._row_of:
-                clean = {k: v for k, v in payload.items() if k != GROUP_FIELD}
-                self._remember(gid, clean)
-                new.append(json.dumps({"id": gid, "payload": clean}, default=str))
-        if new:
-            with self.path.open("a") as fh:
-                fh.write("\n".join(new) + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-        return ids
+        """Register shared payloads (durably, before their points are written); their ids.
+
+        The new groups reach the file (fsynced) before the in-memory table, and the caller
+        writes points only after this returns: a reader never sees a group that a crash
+        could lose, and a point never carries an id the file lacks.
+        """
+        with self._file_lock:
+            ids: list[int] = []
+            new: dict[int, dict] = {}
+            with self._lock:
+                for payload in payloads:
+                    gid = group_id(payload)
+                    ids.append(gid)
+                    if gid not in self._row_of and gid not in new:
+                        new[gid] = {k: v for k, v in payload.items() if k != GROUP_FIELD}
+            if new:
+                lines = [json.dumps({"id": g, "payload": p}, default=str) for g, p in new.items()]
+                with self.path.open("a") as fh:
+                    fh.write("\n".join(lines) + "\n")
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                with self._lock:
+                    for gid, clean in new.items():
+                        self._remember(gid, clean)
+            return ids
 
     def remove_dataset(self, dataset_id: str) -> int:
         """Forget the groups of a deleted dataset (after its points are gone); how many."""
-        if not self._postings.get("dataset_id", {}).get(dataset_id):
-            return 0
-        before = len(self)
-        tmp = self.path.with_suffix(".tmp")
-        with tmp.open("w") as fh:
-            for gid, payload in self._read():
-                if payload.get("dataset_id") != dataset_id:
-                    fh.write(json.dumps({"id": gid, "payload": payload}, default=str) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(self.path)
-        self._load()
-        return before - len(self)
+        with self._file_lock:
+            with self._lock:
+                if not self._postings.get("dataset_id", {}).get(dataset_id):
+                    return 0
+                before = len(self._ids)
+            tmp = self.path.with_suffix(".tmp")
+            with tmp.open("w") as fh:
+                for gid, payload in self._read():
+                    if payload.get("dataset_id") != dataset_id:
+                        fh.write(json.dumps({"id": gid, "payload": payload}, default=str) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            tmp.replace(self.path)
+            with self._lock:
+                self._load()
+                return before - len(self._ids)
 
     def compilable(self, flt: SearchFilter) -> bool:
         """Whether the filter depends only on shared fields (not on ``cell_id``)."""
@@ -142,10 +169,26 @@ class PayloadGroups:
 
     def select(self, flt: SearchFilter) -> np.ndarray:
         """Ids of the groups matching ``flt``, with :meth:`SearchFilter.matches` semantics."""
-        return self._id_view()[self.match_rows(flt)]
+        with self._lock:
+            return self._id_view()[self._match_rows(flt)]
+
+    def select_sorted(self, flt: SearchFilter) -> tuple[np.ndarray, float]:
+        """The matching group ids, sorted (for :func:`ids_contain`), and their share of groups.
+
+        Ids, not rows: they stay valid while other threads add groups or a delete renumbers
+        the table, so a search may keep them across its calls into the engine.
+        """
+        with self._lock:
+            rows = self._match_rows(flt)
+            share = float(rows.mean()) if rows.size else 0.0
+            return np.sort(self._id_view()[rows]), share
 
     def match_rows(self, flt: SearchFilter) -> np.ndarray:
         """A boolean per group (in table order): does it match ``flt``."""
+        with self._lock:
+            return self._match_rows(flt)
+
+    def _match_rows(self, flt: SearchFilter) -> np.ndarray:
         mask = np.ones(len(self._ids), dtype=bool)
         for name, values in flt.must.items():
             mask &= self._any_of(name, values)
@@ -157,14 +200,19 @@ class PayloadGroups:
         """For each group id in ``gids``: is it a group whose row ``rows_mask`` marks.
 
         A binary search in the sorted ids (no set of tens of thousands of ids per query,
-        which cost ~3 ms at 66k groups); unknown ids are False.
+        which cost ~3 ms at 66k groups); unknown ids, and rows past the mask (groups added
+        after it was computed), are False.
         """
-        ids = self._id_view()
-        if ids.size == 0:
-            return np.zeros(len(gids), dtype=bool)
-        pos = np.minimum(np.searchsorted(self._sorted_ids, gids), ids.size - 1)
-        rows = self._order[pos]
-        return (ids[rows] == gids) & rows_mask[rows]
+        with self._lock:
+            ids = self._id_view()
+            if ids.size == 0:
+                return np.zeros(len(gids), dtype=bool)
+            pos = np.minimum(np.searchsorted(self._sorted_ids, gids), ids.size - 1)
+            rows = self._order[pos]
+            inside = rows < rows_mask.size
+            marked = np.zeros(len(rows), dtype=bool)
+            marked[inside] = rows_mask[rows[inside]]
+            return (ids[rows] == gids) & marked
 
     def _id_view(self) -> np.ndarray:
         if self._id_array is None or self._id_array.size != len(self._ids):
@@ -195,3 +243,12 @@ class PayloadGroups:
                     rows = field_map[v] = array("i")
                 rows.append(row)
                 self._arrays.pop((name, v), None)
+
+
+def ids_contain(sorted_ids: np.ndarray, gids: np.ndarray) -> np.ndarray:
+    """For each id in ``gids``: is it in ``sorted_ids`` (a binary search, no set)."""
+    gids = np.asarray(gids, dtype=np.int64)
+    if sorted_ids.size == 0:
+        return np.zeros(len(gids), dtype=bool)
+    pos = np.minimum(np.searchsorted(sorted_ids, gids), sorted_ids.size - 1)
+    return sorted_ids[pos] == gids

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 from collections.abc import Sequence
 
 
@@ -43,12 +42,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_from_args(args: argparse.Namespace) -> int:
+    from cellsearch import ops
     from cellsearch.settings import get_settings
     from workers.runtime import run_worker
 
-    logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(name)s %(message)s")
+    settings = get_settings()
+    ops.start_for(settings.model_copy(update={"log_level": args.loglevel}))
     return run_worker(
-        get_settings(),
+        settings,
         concurrency=args.concurrency,
         pool=args.pool,
         queues=[q for q in args.queues.split(",") if q],

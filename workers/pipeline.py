@@ -6,8 +6,11 @@ in-process runner of the embedded mode and the unit tests all run this same code
 
 Guarantees:
 
-* **A bad input writes nothing.** The path check and the whole-file validation run before the
-  first upsert; a refused job ends FAILED with the error's message and code.
+* **A bad input writes nothing.** The path check and the whole-file validation (every cell)
+  run before the first upsert; a refused job ends FAILED with the error's message and code.
+* **The file read is the file checked.** It is opened once inside the allowed roots and read
+  only through that handle (``workers.paths.open_checked``; tests/workers/
+  test_workers_open_once.py).
 * **A failed or cancelled job leaves the store as it was.** A dataset id belongs to one job
   (a second ingestion of a registered id is refused), so on a permanent failure or a cancel
   the pipeline deletes every point of that dataset id: exactly what this job wrote.
@@ -33,7 +36,7 @@ import scipy.sparse as sp
 from cellsearch.jobs import DatasetEntry, DatasetNotFoundError, Job, JobState, JobStore
 from vectorstore import CellRecord, CellStore
 from workers.errors import DatasetExistsError, IngestionRefusedError, is_transient
-from workers.paths import check_path
+from workers.paths import OpenedInput, open_checked
 
 #: obs column (CELLxGENE schema name) feeding each payload field, in order of preference.
 OBS_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -97,6 +100,9 @@ class IngestOptions:
     embed_batch_size: int = 4096
     min_gene_overlap: float = 0.5
     optimize: bool = True
+    #: Also build the index every this many cells written (None: at the end only), so the
+    #: engine's unindexed in-memory segment (~3.5 KB a cell) stays bounded during a big job.
+    index_every_cells: int | None = None
     validator: Validator | None = None
     reader: ChunkReader | None = None
     ancestors: AncestorFn | None = None
@@ -337,7 +343,38 @@ def _run(
     options: IngestOptions,
     timer: _Timer,
 ) -> Job:
-    path = check_path(job.path, options.allowed_roots)
+    with open_checked(job.path, options.allowed_roots) as source:
+        try:
+            return _run_opened(
+                job, source, jobs=jobs, store=store, encoder=encoder, options=options, timer=timer
+            )
+        except ValueError as exc:  # name the user's path, not the handle, in the message
+            _show_path(exc, source)
+            raise
+
+
+def _show_path(exc: ValueError, source: OpenedInput) -> None:
+    handle, shown = str(source.path), str(source.shown)
+    if handle == shown:
+        return
+    exc.args = tuple(a.replace(handle, shown) if isinstance(a, str) else a for a in exc.args)
+    message = getattr(exc, "message", None)
+    if isinstance(message, str):
+        exc.message = message.replace(handle, shown)  # type: ignore[attr-defined]
+
+
+def _run_opened(
+    job: Job,
+    source: OpenedInput,
+    *,
+    jobs: JobStore,
+    store: CellStore,
+    encoder: Encoder,
+    options: IngestOptions,
+    timer: _Timer,
+) -> Job:
+    """The job over an input opened once (``source.path`` names the handle, see paths)."""
+    path = source.path
     _check_dataset_free(job, jobs)
     validate = options.validator or default_validator(options.min_gene_overlap)
     started = timer.clock()
@@ -359,6 +396,7 @@ def _run(
         encoder, batch_size=options.embed_batch_size, min_overlap=options.min_gene_overlap
     )
     resume_at = min(job.cells_done, summary.n_cells)
+    unindexed = 0
     chunks = iter(read(path, options.chunk_cells, resume_at))
     while True:
         started = timer.clock()
@@ -373,7 +411,16 @@ def _run(
         found = payloads.groups(chunk.obs)
         started = timer.add("payload", started)
         write_chunk(store, job.dataset_id, found, vectors)
-        timer.add("upsert", started)
+        started = timer.add("upsert", started)
+        unindexed += chunk.n_cells
+        if (
+            options.optimize
+            and options.index_every_cells
+            and unindexed >= options.index_every_cells
+        ):
+            store.optimize()
+            timer.add("index", started)
+            unindexed = 0
         job = jobs.update(
             job.job_id,
             cells_done=chunk.start + chunk.n_cells,
@@ -388,11 +435,11 @@ def _run(
         started = timer.clock()
         store.optimize()
         timer.add("index", started)
-    jobs.register_dataset(
+    jobs.register_dataset(  # the registry entry takes over from the job's claim
         DatasetEntry(
             dataset_id=job.dataset_id,
             study_id=job.study_id,
-            path=str(path),
+            path=str(source.shown),
             n_cells=summary.n_cells,
             genes_matched=summary.genes_matched,
             genes_total=summary.genes_total,
@@ -402,13 +449,15 @@ def _run(
             ingested_at=time.time(),
         )
     )
-    return jobs.update(
+    done = jobs.update(
         job.job_id,
         state=JobState.SUCCEEDED,
         cells_done=summary.n_cells,
         stage_seconds=timer.rounded(),
         error="",
     )
+    jobs.release_claim(job.dataset_id, job.job_id)
+    return done
 
 
 def _check_dataset_free(job: Job, jobs: JobStore) -> None:
@@ -428,6 +477,9 @@ def _check_dataset_free(job: Job, jobs: JobStore) -> None:
 
 def _owns_dataset(job: Job, jobs: JobStore) -> bool:
     """True when the points under ``job.dataset_id`` can only have been written by ``job``."""
+    holder = jobs.claim_holder(job.dataset_id)
+    if holder is not None and holder != job.job_id:
+        return False  # another job claimed the id: its points are not ours to discard
     try:
         entry = jobs.get_dataset(job.dataset_id)
     except DatasetNotFoundError:
@@ -446,18 +498,22 @@ def _fail(
     if not isinstance(exc, DatasetExistsError):
         _discard(job, jobs=jobs, store=store)
     message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-    return jobs.update(
+    failed = jobs.update(
         job.job_id,
         state=JobState.FAILED,
         error=message,
         error_code=code,
         stage_seconds=timer.rounded(),
     )
+    jobs.release_claim(job.dataset_id, job.job_id)
+    return failed
 
 
 def _cancel(job: Job, *, jobs: JobStore, store: CellStore) -> Job:
     _discard(job, jobs=jobs, store=store)
-    return jobs.update(job.job_id, state=JobState.CANCELLED, error="cancelled on request")
+    cancelled = jobs.update(job.job_id, state=JobState.CANCELLED, error="cancelled on request")
+    jobs.release_claim(job.dataset_id, job.job_id)
+    return cancelled
 
 
 def fail_job(
@@ -469,7 +525,9 @@ def fail_job(
         return job
     if store is not None:
         _discard(job, jobs=jobs, store=store)
-    return jobs.update(job_id, state=JobState.FAILED, error=message, error_code=code)
+    failed = jobs.update(job_id, state=JobState.FAILED, error=message, error_code=code)
+    jobs.release_claim(job.dataset_id, job_id)
+    return failed
 
 
 # ------------------------------------------------------------------------------ datasets

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import numpy as np
 import scipy.sparse as sp
 
+from cellsearch import ops
 from cellsearch.jobs import (
     DEFAULT_QUEUE,
     INGEST_QUEUE,
@@ -40,6 +41,7 @@ from cellsearch.settings import Settings
 from vectorstore import CellStore, open_store
 from workers import pipeline
 from workers.app import make_celery
+from workers.recovery import LeaseHeldError, Reaper, leased, unfinished
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -62,6 +64,7 @@ class Resources:
     jobs: JobStore
     ingest_options: pipeline.IngestOptions
     owns_store: bool = True
+    lease_s: float = 15.0
 
     def options(self, **overrides: Any) -> pipeline.IngestOptions:
         return replace(self.ingest_options, **overrides)
@@ -78,6 +81,7 @@ def ingest_options(settings: Settings, **overrides: Any) -> pipeline.IngestOptio
         chunk_cells=settings.ingest_chunk_cells,
         embed_batch_size=settings.embed_batch_size,
         optimize=settings.ingest_optimize,
+        index_every_cells=settings.ingest_index_every_cells,
     )
     return replace(base, **overrides)
 
@@ -135,9 +139,11 @@ def load_encoder(settings: Settings, *, device: str = "cpu") -> pipeline.Encoder
 def warm_ontologies(settings: Settings) -> None:
     """Load the ontology closures now so the first chunk does not pay for it."""
     import ontology
+    from celldata.validate import verify_assays
 
     for kind in ontology.KINDS:
         ontology.get_ontology(kind, cache_dir=settings.ontology_cache_dir)
+    verify_assays({"EFO:0009922"}, "warm-up")  # loads the EFO terms (~0.2 s holding the GIL)
 
 
 def warm_encoder(encoder: pipeline.Encoder) -> None:
@@ -177,6 +183,7 @@ def open_resources(
         jobs=jobs,
         ingest_options=ingest_options(settings),
         owns_store=owns_store,
+        lease_s=settings.job_lease_s,
     )
 
 
@@ -256,6 +263,7 @@ def run_worker(
         resources = open_resources(settings)
         install_resources(app, resources)
     log.info("worker: pool=%s concurrency=%d queues=%s", pool, concurrency, ",".join(queues))
+    reaper = start_reaper(app, resources.jobs if resources else RedisJobStore(settings.redis_url))
     worker = app.Worker(
         pool_cls=pool,
         concurrency=concurrency,
@@ -269,23 +277,43 @@ def run_worker(
     try:
         worker.start()
     finally:
+        reaper.stop()
         if resources is not None:
             resources.close()
     return int(worker.exitcode or 0)
 
 
+def start_reaper(app: Celery, jobs: JobStore) -> Reaper:
+    """Re-enqueue jobs orphaned by a dead worker (see ``workers.recovery``), in a thread."""
+    settings: Settings = app.conf.cellsearch_settings
+
+    def enqueue(job_id: str) -> None:
+        app.send_task(INGEST_TASK, args=[job_id], queue=INGEST_QUEUE)
+
+    return Reaper(jobs, enqueue, lease_s=settings.job_lease_s).start()
+
+
 class WorkerHandle:
     """A Celery worker running in a thread of this process; :meth:`stop` shuts it down warmly."""
 
-    def __init__(self, app: Celery, controller: Any, thread: threading.Thread) -> None:
+    def __init__(
+        self,
+        app: Celery,
+        controller: Any,
+        thread: threading.Thread,
+        reaper: Reaper | None = None,
+    ) -> None:
         self.app = app
         self.controller = controller
         self.thread = thread
+        self.reaper = reaper
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Finish the running task, stop consuming, join the thread (store stays open)."""
         from celery.worker import state
 
+        if self.reaper is not None:
+            self.reaper.stop()
         state.should_stop = 0
         self.thread.join(timeout_s)
         state.should_stop = None
@@ -320,6 +348,7 @@ def start_worker_thread(
             jobs=jobs,
             ingest_options=ingest_options(settings),
             owns_store=False,
+            lease_s=settings.job_lease_s,
         ),
     )
     ready = threading.Event()
@@ -343,7 +372,7 @@ def start_worker_thread(
     if not ready.wait(ready_timeout_s):
         msg = f"the embedded worker did not connect to {settings.redis_url} in {ready_timeout_s} s"
         raise RuntimeError(msg)
-    return WorkerHandle(app, controller, thread)
+    return WorkerHandle(app, controller, thread, reaper=start_reaper(app, jobs))
 
 
 # ------------------------------------------------------------------------------ submitting
@@ -366,7 +395,7 @@ class _Submitter:
         self, *, path: str, study_id: str, dataset_id: str, metadata: Mapping[str, str]
     ) -> Job:
         job = self.jobs.create(
-            path=path, study_id=study_id, dataset_id=dataset_id, metadata=metadata
+            path=path, study_id=study_id, dataset_id=dataset_id, metadata=metadata, claim=True
         )
         self.enqueue(job.job_id)
         return job
@@ -397,27 +426,50 @@ class InProcessSubmitter(_Submitter):
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, store: CellStore, encoder: pipeline.Encoder
+        cls,
+        settings: Settings,
+        *,
+        store: CellStore,
+        encoder: pipeline.Encoder,
+        jobs: JobStore | None = None,
     ) -> InProcessSubmitter:
         return cls(
             Resources(
                 store=store,
                 encoder=encoder,
-                jobs=MemoryJobStore(),
+                jobs=MemoryJobStore() if jobs is None else jobs,
                 ingest_options=ingest_options(settings),
                 owns_store=False,
+                lease_s=settings.job_lease_s,
             )
         )
 
     def enqueue(self, job_id: str) -> None:
         self.futures[job_id] = self._pool.submit(self._run, job_id)
 
+    def resume(self) -> list[str]:
+        """Enqueue every unfinished job (after a restart: this process is the only worker)."""
+        ids = [j.job_id for j in sorted(unfinished(self.jobs), key=lambda j: j.created_at)]
+        for job_id in ids:
+            log.warning("resuming ingestion job %s after a restart", job_id)
+            self.enqueue(job_id)
+        return ids
+
     def _run(self, job_id: str) -> Job:
         res = self.resources
         try:
-            return pipeline.ingest(
-                job_id, jobs=res.jobs, store=res.store, encoder=res.encoder, options=res.options()
-            )
+            with leased(res.jobs, job_id, lease_s=res.lease_s):
+                job = pipeline.ingest(
+                    job_id,
+                    jobs=res.jobs,
+                    store=res.store,
+                    encoder=res.encoder,
+                    options=res.options(),
+                )
+            ops.record_job(job)
+            return job
+        except LeaseHeldError:
+            return res.jobs.get(job_id)
         except Exception as exc:  # no broker to retry through: settle the job here
             log.exception("in-process ingestion of job %s failed", job_id)
             message = f"ingestion failed with an outage and there is no queue to retry it: {exc}"

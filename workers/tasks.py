@@ -13,9 +13,11 @@ import logging
 import random
 from typing import TYPE_CHECKING, Any
 
+from cellsearch import ops
 from cellsearch.jobs import INGEST_TASK, Job, JobNotFoundError
 from workers import pipeline
 from workers.errors import is_transient
+from workers.recovery import LeaseHeldError, leased
 
 if TYPE_CHECKING:
     from celery import Celery, Task
@@ -52,13 +54,17 @@ def run_ingest(task: Task, job_id: str) -> dict[str, Any]:
             if task.request.id:  # update_state needs a real task id (not an eager call)
                 task.update_state(state="PROGRESS", meta=pipeline.job_summary(job))
 
-        job = pipeline.ingest(
-            job_id,
-            jobs=resources.jobs,
-            store=resources.store,
-            encoder=resources.encoder,
-            options=resources.options(on_progress=report),
-        )
+        with leased(resources.jobs, job_id, lease_s=resources.lease_s):
+            job = pipeline.ingest(
+                job_id,
+                jobs=resources.jobs,
+                store=resources.store,
+                encoder=resources.encoder,
+                options=resources.options(on_progress=report),
+            )
+    except LeaseHeldError:
+        log.info("ingestion job %s runs on another worker; dropping this copy", job_id)
+        return {"job_id": job_id, "state": "RUNNING_ELSEWHERE"}
     except JobNotFoundError:
         log.warning("ingestion job %s is unknown (expired or never created); dropping it", job_id)
         return {"job_id": job_id, "state": "MISSING"}
@@ -78,6 +84,8 @@ def run_ingest(task: Task, job_id: str) -> dict[str, Any]:
             "job %s: transient error (%s); retry %d in %.0f s", job_id, exc, retries + 1, countdown
         )
         raise task.retry(exc=exc, countdown=countdown, max_retries=MAX_RETRIES) from exc
+    if job.state.terminal:
+        ops.record_job(job)
     return dict(pipeline.job_summary(job))
 
 

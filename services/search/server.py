@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from concurrent import futures
 from typing import Any
 
@@ -26,6 +27,7 @@ from cellsearch.settings import Settings
 from cellsearch.v1 import cellsearch_pb2, cellsearch_pb2_grpc
 from services.search.auth import BearerTokenInterceptor
 from services.search.deps import ServiceDeps, Submit, build_deps
+from services.search.guard import RequestGuard
 from services.search.servicer_atlas import AtlasServicer
 from services.search.servicer_ingest import IngestionServicer
 from services.search.servicer_search import CellSearchServicer
@@ -64,9 +66,12 @@ def build_server(
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
     ]
-    interceptors = []
+    # Auth first: the guard (budget, watcher cap, metrics, request ids) sees only calls that
+    # carry the token, and each call's decoded request.
+    interceptors: list[grpc.ServerInterceptor] = []
     if settings.auth_token is not None and settings.auth_token.get_secret_value():
         interceptors.append(BearerTokenInterceptor(settings.auth_token.get_secret_value()))
+    interceptors.append(RequestGuard(settings))
     server = grpc.server(
         futures.ThreadPoolExecutor(
             max_workers=settings.grpc_workers, thread_name_prefix="cellsearch-rpc"
@@ -110,10 +115,16 @@ def deps_of(server: grpc.Server) -> ServiceDeps:
     return server.cellsearch_deps  # type: ignore[attr-defined,no-any-return]
 
 
-def stop_server(server: grpc.Server, grace: float | None) -> None:
-    """Report NOT_SERVING, let in-flight calls finish within ``grace``, close what we opened."""
+def stop_server(server: grpc.Server, grace: float | None, *, drain_s: float = 0.0) -> None:
+    """Report NOT_SERVING, keep answering for ``drain_s`` (load balancers and clients see
+    it and move away), then refuse new calls and let in-flight ones finish within ``grace``;
+    close what we opened."""
     health_servicer = getattr(server, "cellsearch_health", None)
     if health_servicer is not None:
+        for name in ["", *SERVICE_NAMES]:
+            health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        if drain_s > 0:
+            time.sleep(drain_s)
         health_servicer.enter_graceful_shutdown()
     server.stop(grace).wait()
     deps_of(server).close()
@@ -133,4 +144,4 @@ def serve(settings: Settings, **deps: Any) -> None:
     scheme = "tls" if settings.tls_cert_file else "insecure"
     print(f"cellsearch gRPC server listening on port {port} ({scheme})", flush=True)
     stopped.wait()
-    stop_server(server, settings.shutdown_grace_s)
+    stop_server(server, settings.shutdown_grace_s, drain_s=settings.drain_s)

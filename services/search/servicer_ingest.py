@@ -4,16 +4,27 @@ The service never runs ingestion itself: ``deps.submit(job_id)`` enqueues the Ce
 by name (or, in the embedded mode without Redis, starts the pipeline in a thread the CLI
 provides). Paths are checked here, before a job exists, so a typo fails the call rather
 than a job minutes later.
+
+No client field chooses internal behaviour: reserved metadata keys and oversized metadata
+are refused (``cellsearch.limits``), and the dataset id is claimed by the job that creates
+it, so a submission for an id that is registered or still being ingested fails at once
+with ALREADY_EXISTS instead of writing into someone else's dataset.
+
+``WatchJob`` is bounded: it ends when the client goes (a callback on the call, checked
+every ``WATCH_SLICE_S``), when the job ends, or after ``watch_max_s`` (the client
+re-watches), and the interceptor caps how many run at once (``services.search.guard``).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 
 from cellsearch.jobs import JobState
+from cellsearch.limits import check_metadata
 from cellsearch.v1 import cellsearch_pb2 as pb
 from cellsearch.v1 import cellsearch_pb2_grpc as pb_grpc
 from services.search.deps import ServiceDeps
@@ -24,8 +35,6 @@ from services.search.status import (
     UnavailableError,
     grpc_errors,
 )
-
-_NO_DEADLINE_S = 365 * 24 * 3600.0
 
 
 def check_ingest_path(path_text: str, allowed_roots: tuple[Path, ...]) -> Path:
@@ -66,19 +75,28 @@ class IngestionServicer(pb_grpc.IngestionServicer):
         if not request.study_id:
             text = "study_id is empty: name the study these cells come from (e.g. 'smith2024')"
             raise ValueError(text)
-        path = check_ingest_path(request.path, tuple(self.deps.settings.allowed_roots))
+        settings = self.deps.settings
+        metadata = dict(request.metadata)
+        check_metadata(
+            metadata,
+            max_entries=settings.max_metadata_entries,
+            max_bytes=settings.max_metadata_bytes,
+        )
+        path = check_ingest_path(request.path, tuple(settings.allowed_roots))
         jobs = self.deps.jobs
         job = jobs.create(
             path=str(path),
             study_id=request.study_id,
             dataset_id=request.dataset_id or default_dataset_id(request.study_id, path),
-            metadata=dict(request.metadata),
+            metadata=metadata,
+            claim=True,  # DatasetTakenError (ALREADY_EXISTS) when the id is not free
         )
         try:
             self.deps.submit(job.job_id)
         except Exception as exc:
             reason = f"could not enqueue the job: {exc}"
             jobs.update(job.job_id, state=JobState.FAILED, error=reason, error_code="unavailable")
+            jobs.release_claim(job.dataset_id, job.job_id)
             text = f"the ingestion queue does not answer ({exc}); is the broker running?"
             raise UnavailableError(text) from exc
         return job_to_proto(jobs.get(job.job_id))
@@ -89,11 +107,14 @@ class IngestionServicer(pb_grpc.IngestionServicer):
 
     @grpc_errors
     def WatchJob(self, request: pb.JobRequest, context: grpc.ServicerContext) -> Iterator[pb.Job]:
-        timeout = context.time_remaining()
-        if timeout is not None and timeout > _NO_DEADLINE_S:  # no deadline: gRPC says "years"
-            timeout = None
-        for job in self.deps.jobs.watch(request.job_id, timeout_s=timeout):
-            if not context.is_active():
+        gone = threading.Event()
+        context.add_callback(gone.set)  # the client left, cancelled, or its deadline passed
+        lifetime = self.deps.settings.watch_max_s
+        remaining = context.time_remaining()
+        if remaining is not None:
+            lifetime = min(lifetime, remaining)
+        for job in self.deps.jobs.watch(request.job_id, timeout_s=lifetime, stop=gone.is_set):
+            if gone.is_set():
                 return
             yield job_to_proto(job)
 
@@ -124,7 +145,8 @@ class IngestionServicer(pb_grpc.IngestionServicer):
         if not request.dataset_id:
             text = "dataset_id is empty: name the dataset to delete (see ListDatasets)"
             raise ValueError(text)
-        self.deps.jobs.get_dataset(request.dataset_id)
+        entry = self.deps.jobs.get_dataset(request.dataset_id)
         removed = self.deps.store.delete_dataset(request.dataset_id)
         self.deps.jobs.remove_dataset(request.dataset_id)
+        self.deps.jobs.release_claim(request.dataset_id, entry.job_id)
         return pb.DeleteDatasetReply(cells_removed=removed)

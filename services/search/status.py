@@ -17,7 +17,8 @@ from typing import Any, TypeVar
 
 import grpc
 
-from cellsearch.jobs import DatasetNotFoundError, JobNotFoundError
+from cellsearch.jobs import DatasetNotFoundError, DatasetTakenError, JobNotFoundError
+from cellsearch.limits import LimitExceededError
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,8 @@ def _table() -> list[tuple[type[BaseException], grpc.StatusCode]]:
     table: list[tuple[type[BaseException], grpc.StatusCode]] = [
         (UnauthenticatedError, grpc.StatusCode.UNAUTHENTICATED),
         (RequestLimitError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+        (LimitExceededError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+        (DatasetTakenError, grpc.StatusCode.ALREADY_EXISTS),
         (NotFoundError, grpc.StatusCode.NOT_FOUND),
         (JobNotFoundError, grpc.StatusCode.NOT_FOUND),
         (DatasetNotFoundError, grpc.StatusCode.NOT_FOUND),

@@ -15,7 +15,8 @@ from celldata.errors import (
     EmptyCellsError,
     InsufficientGeneOverlapError,
     MissingMetadataError,
-    NotRawCountsError,
+    NegativeCountsError,
+    NonIntegerCountsError,
     ObsoleteTermError,
     UnknownTermError,
     UnreadableFileError,
@@ -54,21 +55,21 @@ def test_negative_values(write_h5ad):
     X = np.ones((20, 10), dtype=np.float32)
     X[3, 2] = -0.5
     _raises_and_writes_nothing(
-        write_h5ad(X), NotRawCountsError, r"X has negative values \(min -0.5\)"
+        write_h5ad(X), NegativeCountsError, r"X has negative values \(min -0.5\)"
     )
 
 
 def test_non_integer_values(write_h5ad):
     X = np.full((20, 10), 30.5, dtype=np.float32)
     _raises_and_writes_nothing(
-        write_h5ad(X), NotRawCountsError, r"non-integer values \(e.g. 30.5.*normalised"
+        write_h5ad(X), NonIntegerCountsError, r"non-integer values \(e.g. 30.5.*normalised"
     )
 
 
 def test_log_normalised_values(write_h5ad):
     counts = np.random.default_rng(0).poisson(3.0, (20, 10)) + 1
     X = np.log1p(counts / counts.sum(1, keepdims=True) * 1e4).astype(np.float32)
-    err = _raises_and_writes_nothing(write_h5ad(X), NotRawCountsError, r"looks log-normalised")
+    err = _raises_and_writes_nothing(write_h5ad(X), NonIntegerCountsError, r"looks log-normalised")
     assert "normalize_total/log1p" in str(err)
 
 

@@ -201,7 +201,7 @@ def test_submitted_files_end_with_exact_counts_and_bad_ones_write_nothing(
     assert progress[-1] == ("SUCCEEDED", 1500)
 
     expected = {
-        "LOG": ("not_raw_counts", "raw"),
+        "LOG": ("non_integer_counts", "raw"),
         "FOREIGN": ("", "gene"),
         "OUTSIDE": ("path_not_allowed", "outside the allowed roots"),
         "DOTDOT": ("path_not_allowed", "'..'"),
