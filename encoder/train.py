@@ -40,6 +40,7 @@ from encoder.module import AutoEncoder
 from encoder.sampler import BalancedBatchSampler
 
 TRAIN_STATE = "train_state.pt"
+UNLABELLED = frozenset({"", "unknown", "nan", "None"})
 BEST_MODEL = "best"
 MAX_REFERENCE_CELLS = 20_000
 #: Without ``steps_per_epoch`` an epoch is one pass over the training cells, kept between these
@@ -95,6 +96,14 @@ def prepare_training_data(
         if key not in obs.columns:
             msg = f"obs has no column {key!r} (columns: {list(obs.columns)[:12]})"
             raise KeyError(msg)
+    # CELLxGENE's "unknown" (and empty labels) say nothing about type: such cells cannot be
+    # anchors, positives or negatives, so they are left out of training.
+    labelled = ~obs[label_key].astype(str).isin(UNLABELLED).to_numpy()
+    if not labelled.all():
+        if not labelled.any():
+            msg = f"no cell has a {label_key!r} to train on (all are {sorted(UNLABELLED)})"
+            raise ValueError(msg)
+        x, obs = x[labelled], obs[labelled]
     model_genes = list(genes) if genes is not None else names
     x = GeneAligner(model_genes, names, min_overlap=min_overlap).apply(x)
     label_vocab, labels = np.unique(obs[label_key].astype(str).to_numpy(), return_inverse=True)
@@ -114,19 +123,19 @@ def label_descends(label_vocab: Sequence[str]) -> np.ndarray:
 
     Labels that are not ontology terms (free text) only descend from themselves.
     """
-    n = len(label_vocab)
-    out = np.eye(n, dtype=bool)
-    try:
-        import ontology
+    import ontology
 
-        position = {term: i for i, term in enumerate(label_vocab)}
-        for j, term in enumerate(label_vocab):
-            for ancestor in ontology.ancestors(term):
-                i = position.get(ancestor)
-                if i is not None:
-                    out[i, j] = True
-    except Exception:
-        return np.eye(n, dtype=bool)
+    out = np.eye(len(label_vocab), dtype=bool)
+    position = {term: i for i, term in enumerate(label_vocab)}
+    for j, term in enumerate(label_vocab):
+        try:
+            ancestors = ontology.ancestors(term)
+        except Exception:  # free text, or a term this ontology release lacks
+            continue
+        for ancestor in ancestors:
+            i = position.get(ancestor)
+            if i is not None:
+                out[i, j] = True
     return out
 
 

@@ -117,3 +117,19 @@ def test_train_config_round_trips_with_its_augmentation():
     config = TrainConfig(augment=AugmentConfig(p=0.5, depth_range=(0.3, 0.9)))
     again = TrainConfig.from_dict(config.to_dict())
     assert again.augment == config.augment
+
+
+def test_one_free_text_label_keeps_the_ontology_for_the_others():
+    d = label_descends(["CL:0000084", "CL:0000624", "my own label"])
+    assert d[0, 1] and not d[1, 0]
+    assert d[2].tolist() == [False, False, True]
+
+
+@pytest.mark.slow
+def test_unknown_cells_are_left_out_of_training():
+    adata = toy_atlas()
+    adata.obs["cell_type_ontology_term_id"] = adata.obs["cell_type_ontology_term_id"].astype(str)
+    adata.obs.iloc[:30, adata.obs.columns.get_loc("cell_type_ontology_term_id")] = "unknown"
+    enc = CellEncoder.train(adata, config=small_config(epochs=1), encoder_config=ENC)
+    assert "unknown" not in enc.labels
+    assert enc.training["n_train_cells"] + enc.training["n_val_cells"] == adata.n_obs - 30
