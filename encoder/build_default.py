@@ -22,14 +22,14 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from encoder.config import EncoderConfig, TrainConfig
+from encoder.config import RECIPE_HIDDEN_DIMS, EncoderConfig, TrainConfig
 from encoder.model import DEFAULT_MODEL_DIR, CellEncoder
 
 N_GENES = 2000
 N_CELLS = 8000
 N_STUDIES = 10
 SEED = 0
-HIDDEN = (256, 256)
+HIDDEN = RECIPE_HIDDEN_DIMS
 
 
 def pbmc_as_counts(genes: list[str]) -> ad.AnnData:
@@ -79,7 +79,7 @@ def model_card(enc: CellEncoder, data: ad.AnnData) -> dict[str, object]:
             "TrainConfig() defaults (docs/encoder.md, 'Training recipe'): triplet 0.5 at margin "
             "0.2 + label proxies 1.0 + reconstruction 0.1, augmentation p=0.5, early stopping on "
             "held-out studies, then a refit on every study; hidden "
-            f"{list(HIDDEN)} (small on purpose: tests and the demo load it)"
+            f"{list(HIDDEN)}, the recipe's architecture"
         ),
         "held_out": {
             "studies": t["val_studies"],

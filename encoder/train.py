@@ -25,7 +25,7 @@ import scipy.sparse as sp
 import torch
 
 from encoder.augment import augment_batch
-from encoder.config import EncoderConfig, TrainConfig
+from encoder.config import RECIPE_HIDDEN_DIMS, EncoderConfig, TrainConfig
 from encoder.data import DEFAULT_MIN_OVERLAP, GeneAligner, log_normalize, to_csr
 from encoder.losses import (
     LabelProxies,
@@ -394,7 +394,7 @@ def _fit(
     if len(ref_idx) > MAX_REFERENCE_CELLS:
         ref_idx = np.sort(rng.choice(train_idx, MAX_REFERENCE_CELLS, replace=False))
 
-    cfg = encoder_config or EncoderConfig(n_genes=len(td.genes))
+    cfg = encoder_config or EncoderConfig(n_genes=len(td.genes), hidden_dims=RECIPE_HIDDEN_DIMS)
     if cfg.n_genes != len(td.genes):
         msg = f"encoder_config.n_genes={cfg.n_genes} but the gene order has {len(td.genes)}"
         raise ValueError(msg)
