@@ -35,8 +35,13 @@ class CellStore(Protocol):
         *,
         with_vectors: bool = False,
         ef: int | None = None,
+        fields: Sequence[str] | None = None,
     ) -> list[list[Hit]]:
-        """The ``k`` nearest stored cells to each row of ``vectors``, best first."""
+        """The ``k`` nearest stored cells to each row of ``vectors``, best first.
+
+        ``fields``: the payload fields the hits carry (None: all). Reading a whole payload
+        costs more than the search itself when k is large (annotation reads one field).
+        """
         ...
 
     def retrieve(self, cells: Sequence[CellRef], *, with_vectors: bool = True) -> list[Hit]:

@@ -310,10 +310,12 @@ class EdgeStore:
         *,
         with_vectors: bool = False,
         ef: int | None = None,
+        fields: Sequence[str] | None = None,
     ) -> list[list[Hit]]:
         check_k(k)
         mat = as_query_matrix(vectors, self.config.dim)
         out: list[list[Hit] | None] = [None] * len(mat)
+        payload = True if fields is None else qe.PayloadSelector.Include(list(fields))
         broad = self._broad_groups(filter, k)
         if broad is not None:
             for i, hits in enumerate(self._post_filtered(mat, k, broad, with_vectors, ef)):
@@ -327,7 +329,7 @@ class EdgeStore:
                     limit=k,
                     query=qe.Query.Nearest(mat[i].tolist()),
                     filter=flt,
-                    with_payload=True,
+                    with_payload=payload,
                     with_vector=with_vectors,
                     params=params,
                 )

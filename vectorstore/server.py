@@ -171,6 +171,7 @@ class QdrantServerStore:
         *,
         with_vectors: bool = False,
         ef: int | None = None,
+        fields: Sequence[str] | None = None,
     ) -> list[list[Hit]]:
         check_k(k)
         mat = as_query_matrix(vectors, self.config.dim)
@@ -193,7 +194,7 @@ class QdrantServerStore:
                 query=row.tolist(),
                 limit=k,
                 filter=flt,
-                with_payload=True,
+                with_payload=True if fields is None else list(fields),
                 with_vector=with_vectors,
                 params=params,
             )

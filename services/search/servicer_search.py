@@ -123,6 +123,8 @@ class CellSearchServicer(pb_grpc.CellSearchServicer):
     def Annotate(
         self, request_iterator: Iterator[pb.AnnotateRequest], context: grpc.ServicerContext
     ) -> Iterator[pb.AnnotateReply]:
+        """One reply per request batch, as soon as it is done: a client keeps every batch
+        already answered whatever happens to a later one."""
         offset = 0
         for request in request_iterator:
             if not context.is_active():  # deadline passed or client gone: stop working
@@ -138,15 +140,15 @@ class CellSearchServicer(pb_grpc.CellSearchServicer):
             if len(names) != n:
                 text = f"cell_names lists {len(names)} names for {n} query cells"
                 raise ValueError(text)
-            rows = self.annotator.annotate(
-                self.deps.store,
-                vectors,
-                k,
-                request.filter if request.HasField("filter") else None,
+            msg_filter = request.filter if request.HasField("filter") else None
+            result = self.annotator.annotate(
+                self.deps.store, vectors, k, msg_filter, with_neighbours=request.with_neighbours
             )
             yield pb.AnnotateReply(
-                annotations=[_annotation(name, row) for name, row in zip(names, rows, strict=True)],
+                annotations=annotations_to_proto(names, result),
                 model_version=_model_version(self.deps),
+                offset=offset,
+                parameters=self.annotator.parameters(self.deps.store, k, msg_filter),
             )
             offset += n
 
@@ -165,15 +167,47 @@ class CellSearchServicer(pb_grpc.CellSearchServicer):
         )
 
 
-def _annotation(name: str, row: Any) -> pb.Annotation:
-    term = row.label
-    return pb.Annotation(
-        cell_name=name,
-        cell_type_id=term,
-        cell_type=term if row.is_unknown else term_label(term),
-        confidence=float(row.confidence),
-        representation_confidence=float(row.representation),
-        unknown=bool(row.is_unknown),
-        fell_back_to_ancestor=bool(row.via_lca),
-        mean_distance=float(row.distance),
-    )
+def annotations_to_proto(names: list[str], result: Any) -> list[pb.Annotation]:
+    """One ``Annotation`` per query cell from the core's columnar result."""
+    out = []
+    for i, name in enumerate(names):
+        term = result.label[i]
+        unknown = bool(result.is_unknown[i])
+        fine = result.best_fine_label[i]
+        comp = result.competing_label[i]
+        neighbours = []
+        if result.neighbours is not None:
+            neighbours = [
+                pb.Hit(
+                    cell_id=h.cell_id,
+                    dataset_id=h.dataset_id,
+                    score=float(h.score),
+                    distance=float(h.distance),
+                )
+                for h in result.neighbours[i]
+            ]
+        out.append(
+            pb.Annotation(
+                cell_name=name,
+                cell_type_id=term,
+                cell_type=term if unknown else term_label(term),
+                confidence=float(result.confidence[i]),
+                representation_confidence=float(result.representation[i]),
+                unknown=unknown,
+                fell_back_to_ancestor=bool(result.via_ancestor[i]),
+                mean_distance=float(result.distance[i]),
+                best_fine_cell_type_id=fine,
+                best_fine_cell_type=term_label(fine),
+                competing_cell_type_id=comp,
+                competing_cell_type=term_label(comp),
+                competing_share=float(result.competing_share[i]),
+                margin=float(result.margin[i]),
+                nearest_distance=float(result.nearest_distance[i]),
+                votes=[
+                    pb.LabelShare(cell_type_id=lab, cell_type=term_label(lab), share=share)
+                    for lab, share in zip(result.top_labels[i], result.top_shares[i], strict=True)
+                ],
+                neighbours=neighbours,
+            )
+        )
+    return out
