@@ -190,8 +190,9 @@ def align_genes(
     ``min_overlap`` is a count of vocabulary genes when an ``int`` >= 1, else a fraction of
     the vocabulary capped at :data:`MIN_OVERLAP_GENES` (SCimilarity asks for 5,000 genes:
     a 28,231-gene model needs 5,000, not 14,116; a 2,000-gene model needs 1,000). Copies
-    of one symbol are summed (see :class:`GeneAlignment`). Raises :class:`WrongSpeciesError` for mouse genes and
-    :class:`InsufficientGeneOverlapError` (saying how many matched) below the threshold.
+    of one symbol are summed (see :class:`GeneAlignment`). Raises :class:`WrongSpeciesError`
+    for mouse genes and :class:`InsufficientGeneOverlapError` (saying how many matched)
+    below the threshold.
     """
     check_species(var_names)
     symbols = to_symbols(var_names)
