@@ -22,8 +22,8 @@ Guarantees (each with the test that holds it, in ``tests/search/test_annotate.py
 
 Separately, the *representation* confidence asks whether a query looks like anything in the
 reference at all. Its mean distance to its nearest reference cells is compared with the same
-statistic for reference cells measured *across studies* (each sampled reference cell against
-the reference without its own study, :func:`calibrate`): a new study's cells sit farther
+statistic for reference cells measured *across studies* (each sampled reference cell against the
+cells of its own type in the other studies, :func:`calibrate`): a new study's cells sit farther
 from the reference than reference cells from their own study-mates, so a leave-one-out
 calibration would call most of a new study "unknown". A query farther than nearly all
 reference cells are from other studies is flagged ``unknown`` whatever its vote says.
@@ -344,27 +344,37 @@ def calibrate(
     reference: SearchFilter | None = None,
     resolve: Resolver | None = None,
 ) -> Calibration:
-    """Cross-study distances of a sample of reference cells to the rest of the reference.
+    """Cross-study distances of a sample of reference cells to their own type elsewhere.
 
-    Each sampled cell is searched against the reference *without its own study* (one batched
-    search per study), so the distribution is the one a new study's known cell types meet.
-    A reference of one study falls back to leave-one-out distances (``cross_study=False``).
-    A few thousand sampled cells suffice: the flag only needs the tail quantile.
+    Each sampled cell is searched among the reference cells of its label's lineage (the
+    label and its subtypes) in *other* studies, one batched search per (study, label): the
+    distribution a known cell type from a new study meets. Cells of a type no other study
+    holds are left out (their distance to other types says nothing about novelty). When
+    fewer than a tenth of the sample has such a match (one study), leave-one-out distances
+    within the reference are used instead (``cross_study=False``). A few thousand sampled
+    cells suffice: the flag only needs the tail quantile.
     """
     config = config or AnnotationConfig()
     cells = fetch_cells(store, sample)
     flt = reference_filter(config, reference, resolve=resolve)
     mat = np.stack([np.asarray(h.vector, dtype=np.float32) for h in cells])
-    studies = np.array([str(h.payload.get("study_id", "")) for h in cells], dtype=object)
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, h in enumerate(cells):
+        key = (str(h.payload.get("study_id", "")), str(h.payload.get("cell_type_id", "")))
+        groups.setdefault(key, []).append(i)
     m = config.rep_neighbours
     dists: list[float] = []
-    for study in sorted(set(studies)):
-        idx = np.flatnonzero(studies == study)
-        others = SearchFilter(must_not={"study_id": [study]}).and_(flt) if study else flt
+    for (study, label), idx in sorted(groups.items()):
+        if not study or label in NON_VOTING:
+            continue
+        # the same lineage (the label and its subtypes) in the other studies
+        others = SearchFilter(
+            must={"cell_type_ancestors": [label]}, must_not={"study_id": [study]}
+        ).and_(flt)
         for hits in store.search(mat[idx], m, others, ef=config.ef, fields=("study_id",)):
             if len(hits) == m:
                 dists.append(float(np.mean([h.distance for h in hits])))
-    if len(dists) >= max(1, len(cells) // 2):
+    if len(dists) >= max(1, len(cells) // 10):
         return Calibration(np.sort(np.asarray(dists)), m, cross_study=True)
     # one study (or nearly): leave-one-out within the reference
     dists = []

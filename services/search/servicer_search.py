@@ -8,6 +8,7 @@ from typing import Any
 import grpc
 import numpy as np
 
+from celldata.counts import check_counts
 from cellsearch.v1 import cellsearch_pb2 as pb
 from cellsearch.v1 import cellsearch_pb2_grpc as pb_grpc
 from services.search import query as core_query
@@ -55,8 +56,11 @@ def decode_query(deps: ServiceDeps, request: Any) -> QueryCells:
         check_n_cells(mat.shape[0], limit)
         return QueryCells(vectors=mat)
     if which == "expression":
-        check_n_cells(len(request.expression.cells), limit)
-        counts, genes = expression_to_csr(request.expression)
+        expr = request.expression
+        check_n_cells(expr.csr.n_cells if expr.HasField("csr") else len(expr.cells), limit)
+        counts, genes = expression_to_csr(expr)
+        # the ingestion check: log-normalised or scaled values are refused, never embedded
+        check_counts(counts, where="expression", location="the request's counts")
         embedded = deps.encoder.embed(counts, gene_names=genes)
         return QueryCells(vectors=np.asarray(embedded, dtype=np.float32))
     refs = refs_from_proto(request.cells.cells)
