@@ -69,8 +69,12 @@ class AnnotationConfig:
     k: int = 50
     #: Added to distances before inverting them, so a near-duplicate cannot take every vote.
     eps: float = 0.01
-    #: A term must hold this share of the consistent evidence to be reported.
+    #: A term must hold this share of the evidence consistent with it, and this share of the
+    #: specific evidence (its own lineage against contradicting labels), to be reported.
     min_confidence: float = 0.7
+    #: ...and at least this share of the votes must name it or one of its subtypes: coarse
+    #: labels support a fine call, they cannot make one on their own.
+    min_fine_evidence: float = 0.1
     #: How many nearest reference cells define a query's distance to the reference.
     rep_neighbours: int = 5
     #: A query farther than this quantile of the reference's cross-study distances is
@@ -116,6 +120,8 @@ class LabelSpace:
     labels: tuple[str, ...]
     terms: tuple[str, ...]
     related: np.ndarray  # (n_labels, n_terms) float32
+    #: ``[v, e]`` is 1 when label ``v`` is ``terms[e]`` or a descendant: evidence *for* e
+    below: np.ndarray
     depth: np.ndarray  # (n_terms,) ancestors per term: deeper is more specific
     allowed: np.ndarray  # (n_terms,) bool: may be reported
     #: ``(n_labels, n_labels)`` float32: ``[a, b]`` is 1 when label a is a strict ancestor of b
@@ -179,9 +185,12 @@ def label_space(
     if block:
         allowed &= np.array([t not in block for t in terms], dtype=bool)
     related = np.zeros((len(labs), len(terms)), dtype=np.float32)
+    below = np.zeros((len(labs), len(terms)), dtype=np.float32)
     for v, lab in enumerate(labs):
         for e, term in enumerate(terms):
-            if term in closures[lab] or lab in closures[term]:
+            if term in closures[lab]:
+                below[v, e] = related[v, e] = 1.0
+            elif lab in closures[term]:
                 related[v, e] = 1.0
     depth = np.array([len(closures[t]) for t in terms], dtype=np.float64)
     coarser = np.array(
@@ -191,6 +200,7 @@ def label_space(
         labels=labs,
         terms=terms,
         related=related,
+        below=below,
         depth=depth,
         allowed=allowed,
         coarser=coarser,
@@ -244,9 +254,20 @@ def vote(
     safe_total = np.where(has, total, 1.0)
     own_share = own / safe_total[:, None]
     share = (own @ space.related.astype(np.float64)) / safe_total[:, None]  # (n, terms)
+    lineage = (own @ space.below.astype(np.float64)) / safe_total[:, None]  # for it, below it
+    contra = 1.0 - share  # labels neither above nor below the term
+    specific = lineage / np.maximum(lineage + contra, 1e-12)
 
-    # the deepest allowed term with enough consistent evidence; ties in depth: more support
-    passing = (share >= config.min_confidence - 1e-9) & space.allowed[None, :]
+    # the deepest allowed term whose lineage is named by enough votes and that holds enough
+    # of the consistent and of the specific evidence (two unrelated terms cannot both hold
+    # more than half of the specific evidence); ties in depth: more support
+    tau = config.min_confidence - 1e-9
+    passing = (
+        (share >= tau)
+        & (specific >= tau)
+        & (lineage >= config.min_fine_evidence - 1e-9)
+        & space.allowed[None, :]
+    )
     score = np.where(passing, space.depth[None, :] + share * 0.5, -np.inf)
     best = np.argmax(score, axis=1)
     found = passing[np.arange(n), best] & has

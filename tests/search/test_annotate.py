@@ -53,10 +53,32 @@ def test_coarse_and_fine_agree_on_the_fine():
 
 
 def test_a_fine_split_reports_the_finest_label_with_its_consistent_share():
-    term, conf, v, space = _vote([T_CELL] * 5 + [CD8] * 3 + [CD4] * 2)
-    assert (term, conf) == (CD8, pytest.approx(0.8))  # T cell and CD8 are consistent
+    term, conf, v, space = _vote([T_CELL] * 5 + [CD8] * 4 + [CD4] * 1)
+    assert (term, conf) == (CD8, pytest.approx(0.9))  # T cell and CD8 are consistent
     assert space.labels[v.competing[0]] == CD4
-    assert float(v.competing_share[0]) == pytest.approx(0.7)  # CD4 + the T cell votes
+    assert float(v.competing_share[0]) == pytest.approx(0.6)  # CD4 + the T cell votes
+    # 3 CD8 against 2 CD4 is no clear fine call: their common ancestor is
+    term, conf, *_ = _vote([T_CELL] * 5 + [CD8] * 3 + [CD4] * 2)
+    assert (term, conf) == (MATURE_AB_T, pytest.approx(1.0))
+
+
+def test_two_fine_labels_under_one_coarse_one_fall_back_to_their_ancestor():
+    # 30 T cell, 10 CD8, 10 CD4: each fine label has 0.8 consistent evidence, but neither
+    # wins the specific evidence, so the call is their common ancestor
+    term, conf, v, _ = _vote([T_CELL] * 30 + [CD8] * 10 + [CD4] * 10)
+    assert (term, conf) == (MATURE_AB_T, pytest.approx(1.0))
+    term, conf, *_ = _vote([T_CELL] * 30 + [CD8] * 16 + [CD4] * 4)
+    assert (term, conf) == (CD8, pytest.approx(0.92))
+
+
+def test_coarse_labels_alone_never_make_a_fine_call():
+    # "macrophage" neighbours only: the reference also holds "alveolar macrophage", but
+    # nobody near this cell says so
+    space = label_space((*VOCAB, "CL:0000235", "CL:0000583"))
+    term, conf, *_ = _vote(["CL:0000235"] * 10, space=space)
+    assert (term, conf) == ("CL:0000235", pytest.approx(1.0))
+    term, *_ = _vote([T_CELL] * 49 + [CD8], space=space)  # one CD8 vote in fifty
+    assert term == T_CELL
 
 
 def test_siblings_split_falls_back_to_their_common_ancestor():
