@@ -65,7 +65,7 @@ def test_a_fine_split_reports_the_finest_label_with_its_consistent_share():
 def test_two_fine_labels_under_one_coarse_one_fall_back_to_their_ancestor():
     # 30 T cell, 10 CD8, 10 CD4: each fine label has 0.8 consistent evidence, but neither
     # wins the specific evidence, so the call is their common ancestor
-    term, conf, v, _ = _vote([T_CELL] * 30 + [CD8] * 10 + [CD4] * 10)
+    term, conf, *_ = _vote([T_CELL] * 30 + [CD8] * 10 + [CD4] * 10)
     assert (term, conf) == (MATURE_AB_T, pytest.approx(1.0))
     term, conf, *_ = _vote([T_CELL] * 30 + [CD8] * 16 + [CD4] * 4)
     assert (term, conf) == (CD8, pytest.approx(0.92))
