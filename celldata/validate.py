@@ -46,6 +46,10 @@ REFERENCE_OBS: tuple[str, ...] = (
 )
 """What a labelled reference study must carry. Query datasets pass ``required_obs=()``."""
 _MISSING_STRINGS = frozenset({"", "nan", "none", "na", "unknown"})
+#: CELLxGENE's schema writes ``unknown`` for a cell without a type: such cells are valid
+#: (stored and searchable; annotation never lets them vote), not missing metadata.
+UNKNOWN_CELL_TYPE = "unknown"
+_UNKNOWN_ALLOWED = frozenset({"cell_type_ontology_term_id"})
 
 
 @dataclass
@@ -139,9 +143,12 @@ def _check_duplicates(hashes: list[np.ndarray], path: Path) -> None:
         raise DuplicateCellIdsError(msg, details={"n_duplicates": int(dup.size), "examples": names})
 
 
-def _missing_mask(values: pd.Series) -> np.ndarray:
+def _missing_mask(values: pd.Series, column: str = "") -> np.ndarray:
     as_str = values.astype(str).str.strip().str.lower()
-    return (values.isna() | as_str.isin(_MISSING_STRINGS)).to_numpy()
+    missing = (
+        _MISSING_STRINGS - {UNKNOWN_CELL_TYPE} if column in _UNKNOWN_ALLOWED else _MISSING_STRINGS
+    )
+    return (values.isna() | as_str.isin(missing)).to_numpy()
 
 
 def verify_terms(values_by_column: dict[str, set[str]], path: Path | str) -> dict[str, list[str]]:
@@ -240,7 +247,7 @@ def validate_dataset(
         elif (sums <= 0).any():
             empty_rows.append(-1)  # counted, not named
         for column in required_obs:
-            missing = _missing_mask(chunk.obs[column])
+            missing = _missing_mask(chunk.obs[column], column)
             if missing.any():
                 row = int(np.flatnonzero(missing)[0])
                 msg = (
@@ -254,6 +261,8 @@ def validate_dataset(
                 )
         for column, seen in term_values.items():
             seen.update(str(v) for v in pd.unique(chunk.obs[column].astype(str)))
+            if column in _UNKNOWN_ALLOWED:
+                seen.discard(UNKNOWN_CELL_TYPE)  # CELLxGENE's "no type": no term to look up
 
     _check_duplicates(hashes, path)
     if empty_rows:

@@ -468,10 +468,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from cellsearch.client import CellSearchError
     from cellsearch.settings import get_settings
+    from celldata.errors import DataValidationError
 
     try:
         return COMMANDS[args.command](args, get_settings())
     except CellSearchError as exc:
+        print(f"cellsearch {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except DataValidationError as exc:  # an input refused before anything was sent
         print(f"cellsearch {args.command}: {exc}", file=sys.stderr)
         return 2
 

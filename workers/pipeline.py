@@ -171,7 +171,8 @@ class PayloadBuilder:
         self._job = job
         self._model_version = model_version
         self._ancestors = ancestors
-        self._cache: dict[str, list[str]] = {"": []}
+        # "unknown": CELLxGENE's cell without a type, stored without ancestors (never votes)
+        self._cache: dict[str, list[str]] = {"": [], "unknown": []}
 
     def ancestors_of(self, term_id: str) -> list[str]:
         cached = self._cache.get(term_id)
@@ -182,8 +183,10 @@ class PayloadBuilder:
     def column(self, obs: pd.DataFrame, name: str) -> np.ndarray:
         """Values of payload field ``name`` for every cell (obs column, else job metadata)."""
         n = len(obs)
-        if name == "study_id" and self._job.study_id:
-            return np.full(n, self._job.study_id, dtype=object)
+        if name == "study_id" and "study_id" in self._job.metadata:  # an explicit override
+            return np.full(n, self._job.metadata["study_id"], dtype=object)
+        if name == "study_id" and "study_id" not in obs.columns and self._job.study_id:
+            return np.full(n, self._job.study_id, dtype=object)  # a file's own column is kept
         for col in OBS_COLUMNS[name]:
             if col in obs.columns:
                 values = obs[col].astype(str).to_numpy(dtype=object)

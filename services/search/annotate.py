@@ -49,6 +49,7 @@ NON_VOTING = frozenset({"", UNKNOWN})
 #: Payload fields the annotation kNN reads (the rest of a payload stays in the store).
 VOTE_FIELDS: tuple[str, ...] = ("cell_type_id",)
 NEIGHBOUR_FIELDS: tuple[str, ...] = ("cell_type_id", "cell_id", "dataset_id")
+CALIBRATION_FIELDS: tuple[str, ...] = ("cell_type_id", "study_id")
 
 AncestorsFn = Callable[[str], Iterable[str]]
 
@@ -364,50 +365,71 @@ def calibrate(
     config: AnnotationConfig | None = None,
     reference: SearchFilter | None = None,
     resolve: Resolver | None = None,
+    space: LabelSpace | None = None,
+    candidates: int = 200,
 ) -> Calibration:
     """Cross-study distances of a sample of reference cells to their own type elsewhere.
 
-    Each sampled cell is searched among the reference cells of its label's lineage (the
-    label and its subtypes) in *other* studies, one batched search per (study, label): the
-    distribution a known cell type from a new study meets. Cells of a type no other study
+    For each sampled cell: the mean distance to its ``rep_neighbours`` nearest reference
+    cells of its label's lineage (the label and its subtypes) in *other* studies: the
+    distance a known cell type from a new study meets. One batched search of ``candidates``
+    neighbours finds them for most cells; the few without enough such cells among their
+    candidates get a filtered search per (study, label). Cells of a type no other study
     holds are left out (their distance to other types says nothing about novelty). When
-    fewer than a tenth of the sample has such a match (one study), leave-one-out distances
-    within the reference are used instead (``cross_study=False``). A few thousand sampled
-    cells suffice: the flag only needs the tail quantile.
+    fewer than a tenth of the sample has a match (one study), leave-one-out distances within
+    the reference are used instead (``cross_study=False``). A few thousand sampled cells
+    suffice: the flag only needs the tail quantile.
     """
     config = config or AnnotationConfig()
     cells = fetch_cells(store, sample)
     flt = reference_filter(config, reference, resolve=resolve)
+    if space is None:
+        space = label_space(store.facet("cell_type_id", flt, limit=100_000), floor=config.floor)
     mat = np.stack([np.asarray(h.vector, dtype=np.float32) for h in cells])
-    groups: dict[tuple[str, str], list[int]] = {}
-    for i, h in enumerate(cells):
-        key = (str(h.payload.get("study_id", "")), str(h.payload.get("cell_type_id", "")))
-        groups.setdefault(key, []).append(i)
+    studies = np.array([str(h.payload.get("study_id", "")) for h in cells], dtype=object)
+    labels = [str(h.payload.get("cell_type_id", "")) for h in cells]
+    codes = space.codes(labels)
     m = config.rep_neighbours
-    dists: list[float] = []
+    kc = max(candidates, m)
+    results = store.search(mat, kc, flt, ef=max(config.ef or kc, kc), fields=CALIBRATION_FIELDS)
+    nb_codes, nb_dists = _neighbour_matrices(results, kc, space)
+    nb_study = np.full(nb_codes.shape, "", dtype=object)
+    for i, hits in enumerate(results):
+        nb_study[i, : len(hits)] = [str(h.payload.get("study_id", "")) for h in hits]
+    # a neighbour counts when it is of another study and of the cell's lineage
+    lineage = space.below[np.maximum(nb_codes, 0), np.maximum(codes, 0)[:, None]] > 0
+    ok = (nb_codes >= 0) & (codes[:, None] >= 0) & lineage & (nb_study != studies[:, None])
+    ok &= studies[:, None] != ""
+    take = ok & (np.cumsum(ok, axis=1) <= m)
+    found = take.sum(axis=1) == m
+    dist = np.where(found, np.where(take, nb_dists, 0.0).sum(axis=1) / m, np.nan)
+    # the rest: a filtered search among their lineage in the other studies
+    rest = np.flatnonzero(~found & (codes >= 0) & (studies != ""))
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i in rest.tolist():
+        groups.setdefault((str(studies[i]), labels[i]), []).append(i)
     for (study, label), idx in sorted(groups.items()):
-        if not study or label in NON_VOTING:
-            continue
-        # the same lineage (the label and its subtypes) in the other studies
         others = SearchFilter(
             must={"cell_type_ancestors": [label]}, must_not={"study_id": [study]}
         ).and_(flt)
-        for hits in store.search(mat[idx], m, others, ef=config.ef, fields=("study_id",)):
+        hits_of = store.search(mat[idx], m, others, ef=config.ef, fields=("study_id",))
+        for i, hits in zip(idx, hits_of, strict=True):
             if len(hits) == m:
-                dists.append(float(np.mean([h.distance for h in hits])))
+                dist[i] = float(np.mean([h.distance for h in hits]))
+    dists = dist[np.isfinite(dist)]
     if len(dists) >= max(1, len(cells) // 10):
-        return Calibration(np.sort(np.asarray(dists)), m, cross_study=True)
+        return Calibration(np.sort(dists), m, cross_study=True)
     # one study (or nearly): leave-one-out within the reference
-    dists = []
+    loo: list[float] = []
     for q, hits in zip(cells, store.search(mat, m + 1, flt, ef=config.ef), strict=True):
         own = (q.dataset_id, q.cell_id)
         kept = [h.distance for h in hits if (h.dataset_id, h.cell_id) != own][:m]
         if kept:
-            dists.append(float(np.mean(kept)))
-    if not dists:
+            loo.append(float(np.mean(kept)))
+    if not loo:
         msg = "calibration found no reference neighbours: is the reference empty?"
         raise EmptyReferenceError(msg)
-    return Calibration(np.sort(np.asarray(dists)), m, cross_study=False)
+    return Calibration(np.sort(np.asarray(loo)), m, cross_study=False)
 
 
 # ------------------------------------------------------------------------ annotate

@@ -132,13 +132,15 @@ class Annotator:
             cached = self._cache.get(key)
         if cached is not None:
             return cached
-        sample = _sample_refs(store, voters, min(CALIBRATION_SAMPLE, size))
-        calibration = core_annotate.calibrate(store, sample, config=config, reference=reference)
         space = core_annotate.label_space(
             store.facet("cell_type_id", voters, limit=100_000),
             floor=config.floor,
             safelist=config.safelist,
             blocklist=config.blocklist,
+        )
+        sample = _sample_refs(store, voters, min(CALIBRATION_SAMPLE, size))
+        calibration = core_annotate.calibrate(
+            store, sample, config=config, reference=reference, space=space
         )
         entry = Reference(calibration, space)
         with self._lock:

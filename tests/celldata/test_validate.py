@@ -118,6 +118,18 @@ def test_query_datasets_need_no_metadata(make_obs, write_h5ad):
     assert validate_dataset(path, vocabulary=VOCAB, required_obs=()).n_cells == 20
 
 
+def test_cellxgenes_unknown_cell_type_is_valid_but_an_unknown_tissue_is_not(make_obs, write_h5ad):
+    obs = make_obs(20)
+    obs["cell_type_ontology_term_id"] = obs["cell_type_ontology_term_id"].astype(str)
+    obs.loc[["cell3", "cell7"], "cell_type_ontology_term_id"] = "unknown"
+    report = validate_dataset(write_h5ad(obs=obs), vocabulary=VOCAB)
+    assert "unknown" not in report.terms["cell_type_ontology_term_id"]
+    obs.loc["cell5", "tissue_ontology_term_id"] = "unknown"
+    _raises_and_writes_nothing(
+        write_h5ad(obs=obs), MissingMetadataError, r"'tissue_ontology_term_id' is empty"
+    )
+
+
 def test_unknown_term(make_obs, write_h5ad):
     obs = make_obs(20)
     obs["cell_type_ontology_term_id"] = "CL:9999999"

@@ -101,3 +101,34 @@ def test_bad_gene_list_from_a_raw_stub_is_invalid_argument(server_env) -> None:
             list(stub.Annotate(iter([request]), metadata=(("authorization", f"Bearer {TOKEN}"),)))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "gene index 7 but only 1 genes" in err.value.details()
+
+
+@pytest.mark.slow  # loads the default encoder
+def test_cli_annotates_a_cellxgene_layout_file(server_env, tmp_path, capsys) -> None:
+    """Log-normalised X, raw counts in .raw (CELLxGENE's layout): the CLI reads .raw, writes
+    every statistic as obs columns and the model and parameters in uns; --layer X is refused
+    with ingestion's message."""
+    from cellsearch.cli import main
+    from celldata.simulate import simulate_atlas
+    from encoder.data import log_normalize
+
+    cells = simulate_atlas(120, 2, seed=3)
+    counts = sp.csr_matrix(cells.X)
+    adata = ad.AnnData(X=counts.copy(), obs=cells.obs[["study_id"]].copy(), var=cells.var)
+    adata.raw = adata
+    adata.X = log_normalize(counts)
+    path, out = tmp_path / "cxg.h5ad", tmp_path / "annotated.h5ad"
+    adata.write_h5ad(path)
+    argv = ["--address", server_env.address, "--token", TOKEN, "annotate", str(path)]
+    assert main([*argv, "-o", str(out), "--batch-size", "50", "-k", "10"]) == 0
+    assert "annotated 120 cells" in capsys.readouterr().out
+    written = ad.read_h5ad(out)
+    obs = written.obs
+    for col in ("cell_type_id", "confidence", "unknown", "margin", "nearest_distance", "votes"):
+        assert f"cellsearch_{col}" in obs.columns
+    assert (obs["cellsearch_cell_type_id"].astype(str) != "").all()
+    uns = written.uns["cellsearch"]
+    assert uns["model_version"] and uns["parameters"]["k"] == "10"
+    assert uns["n_annotated"] == 120
+    assert main([*argv, "-o", str(out), "--batch-size", "50", "--layer", "X"]) == 2
+    assert "looks log-normalised" in capsys.readouterr().err
