@@ -466,9 +466,9 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from celldata.errors import DataValidationError
     from cellsearch.client import CellSearchError
     from cellsearch.settings import get_settings
-    from celldata.errors import DataValidationError
 
     try:
         return COMMANDS[args.command](args, get_settings())

@@ -108,8 +108,8 @@ def test_cli_annotates_a_cellxgene_layout_file(server_env, tmp_path, capsys) -> 
     """Log-normalised X, raw counts in .raw (CELLxGENE's layout): the CLI reads .raw, writes
     every statistic as obs columns and the model and parameters in uns; --layer X is refused
     with ingestion's message."""
-    from cellsearch.cli import main
     from celldata.simulate import simulate_atlas
+    from cellsearch.cli import main
     from encoder.data import log_normalize
 
     cells = simulate_atlas(120, 2, seed=3)
