@@ -46,8 +46,7 @@ from vectorstore import CellRef, CellStore, Hit, SearchFilter
 UNKNOWN = "unknown"
 #: cell_type_id values that never vote (CELLxGENE's "unknown": a cell without a type).
 NON_VOTING = frozenset({"", UNKNOWN})
-#: Payload fields the annotation kNN reads (the rest of a payload stays in the store).
-VOTE_FIELDS: tuple[str, ...] = ("cell_type_id",)
+#: Payload fields read per neighbour when the neighbours are returned.
 NEIGHBOUR_FIELDS: tuple[str, ...] = ("cell_type_id", "cell_id", "dataset_id")
 CALIBRATION_FIELDS: tuple[str, ...] = ("cell_type_id", "study_id")
 
@@ -81,9 +80,12 @@ class AnnotationConfig:
     #: A query farther than this quantile of the reference's cross-study distances is
     #: "unknown".
     unknown_quantile: float = 0.99
-    #: HNSW ef of the annotation kNN (None: the store's default). 128 keeps recall@50
-    #: >= 0.98 on the 100k-cell benchmark reference (benchmarks/bench_annotate.py).
-    ef: int | None = 128
+    #: HNSW ef of the annotation kNN (None: the store's default 1,024) and whether it walks
+    #: the float vectors rather than int8 codes. 256 on float vectors keeps recall@50 >= 0.98
+    #: on the 100k-cell benchmark reference (benchmarks/bench_annotate.py); int8 codes with
+    #: the store's rescoring stay near 0.91 at any ef.
+    ef: int | None = 256
+    exact_vectors: bool = True
     #: Terms an ancestor fallback may not climb above (None: CELLxGENE's high-level types).
     floor: Sequence[str] | None = None
     safelist: Sequence[str] = ()
@@ -207,6 +209,46 @@ def label_space(
         coarser=coarser,
         index={lab: i for i, lab in enumerate(labs)},
     )
+
+
+class PointLabels:
+    """Label codes of reference points by id, read from the store once and cached.
+
+    The annotation kNN reads no payload (``CellStore.search_ids``): a payload read per
+    neighbour cost more than the search. A batch's distinct neighbours are far fewer than
+    its ``n x k`` neighbours, and the same reference cells recur batch after batch, so each
+    point's label is read once. Bounded: past ``max_points`` the cache starts over.
+    """
+
+    def __init__(self, store: CellStore, space: LabelSpace, *, max_points: int = 5_000_000):
+        self.store = store
+        self.space = space
+        self.max_points = max_points
+        self._codes: dict[object, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._codes)
+
+    def codes(self, ids: np.ndarray) -> np.ndarray:
+        """``ids``' label codes (same shape); -1 for padding and for non-voting labels."""
+        flat = ids.ravel()
+        get = self._codes.get
+        out = np.fromiter(
+            (-1 if x is None else get(x, -2) for x in flat), dtype=np.int32, count=len(flat)
+        )
+        missing = np.flatnonzero(out == -2)
+        if missing.size:
+            new = list(dict.fromkeys(flat[missing].tolist()))
+            if len(self._codes) + len(new) > self.max_points:
+                self._codes = {}
+            labels = self.store.payload_values(new, "cell_type_id")
+            index = self.space.index
+            learned = {pid: index.get(lab, -1) for pid, lab in zip(new, labels, strict=True)}
+            self._codes.update(learned)
+            out[missing] = np.fromiter(
+                (learned[x] for x in flat[missing]), dtype=np.int32, count=missing.size
+            )
+        return out.reshape(ids.shape)
 
 
 # ------------------------------------------------------------------------ the vote
@@ -489,11 +531,12 @@ def annotate(
     reference: SearchFilter | None = None,
     resolve: Resolver | None = None,
     space: LabelSpace | None = None,
+    labels: PointLabels | None = None,
 ) -> Annotations:
     """Annotate every row of ``vectors`` in one batched kNN and one vectorised vote.
 
-    ``space`` is the reference's :class:`LabelSpace` (built here from the reference's
-    labels when not given; the service caches it per reference).
+    ``space`` is the reference's :class:`LabelSpace` and ``labels`` its
+    :class:`PointLabels` (built here when not given; the service caches both per reference).
     """
     config = config or AnnotationConfig()
     if calibration.rep_neighbours != config.rep_neighbours:
@@ -511,12 +554,21 @@ def annotate(
             blocklist=config.blocklist,
             resolve=resolve,
         )
-    fields = NEIGHBOUR_FIELDS if config.with_neighbours else VOTE_FIELDS
-    results = store.search(vectors, config.k, flt, ef=config.ef, fields=fields)
-    if any(not hits for hits in results):
+    results: list[list[Hit]] | None = None
+    if config.with_neighbours:  # hits with ids: the payload path
+        results = store.search(vectors, config.k, flt, ef=config.ef, fields=NEIGHBOUR_FIELDS)
+        codes, dists = _neighbour_matrices(results, config.k, space)
+        empty = np.array([not hits for hits in results])
+    else:
+        ids, dists32 = store.search_ids(
+            vectors, config.k, flt, ef=config.ef, exact_vectors=config.exact_vectors
+        )
+        codes = (labels or PointLabels(store, space)).codes(ids)
+        dists = dists32.astype(np.float64)
+        empty = np.isinf(dists[:, 0])
+    if empty.any():
         msg = "the reference holds no admissible cell (check the safelist/blocklist)"
         raise EmptyReferenceError(msg)
-    codes, dists = _neighbour_matrices(results, config.k, space)
     v = vote(codes, dists, space, config)
     if np.any(v.term < 0):
         msg = "no labelled reference neighbour (cell_type_id missing in their payloads)"
@@ -551,5 +603,5 @@ def annotate(
         competing_share=v.competing_share,
         top_labels=top,
         top_shares=shares,
-        neighbours=results if config.with_neighbours else None,
+        neighbours=results,
     )

@@ -105,6 +105,7 @@ class Reference:
 
     calibration: core_annotate.Calibration
     space: core_annotate.LabelSpace
+    labels: core_annotate.PointLabels
 
 
 class Annotator:
@@ -142,7 +143,7 @@ class Annotator:
         calibration = core_annotate.calibrate(
             store, sample, config=config, reference=reference, space=space
         )
-        entry = Reference(calibration, space)
+        entry = Reference(calibration, space, core_annotate.PointLabels(store, space))
         with self._lock:
             self._cache[key] = entry
         return entry
@@ -170,7 +171,13 @@ class Annotator:
         )
         ref = self.reference(store, reference, config)
         return core_annotate.annotate(
-            store, vectors, ref.calibration, config=config, reference=reference, space=ref.space
+            store,
+            vectors,
+            ref.calibration,
+            config=config,
+            reference=reference,
+            space=ref.space,
+            labels=ref.labels,
         )
 
     def parameters(self, store: Any, k: int, msg_filter: pb.Filter | None) -> dict[str, str]:
