@@ -319,7 +319,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # ---- quality: new vote vs old vote on the same (store) neighbours
     ref_entry = annotator.reference(store, None, config)
     space = ref_entry.space
-    voters = core.reference_filter(config)
+    voters = core.reference_filter(config, store=store)
     ids, nb_d32 = store.search_ids(query_z, args.k, voters, ef=args.ef, exact_vectors=True)
     nb_codes = ref_entry.labels.codes(ids)
     nb_labels = np.asarray(space.labels, dtype=object)[np.maximum(nb_codes, 0)]

@@ -226,6 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--batch-timeout", type=float, default=300, help="seconds allowed per batch (not per job)"
     )
+    p.add_argument(
+        "--unknown-quantile",
+        type=float,
+        default=0.0,
+        help="how strict the unknown flag is (default: the server's, 0.8; 0.99: outliers only)",
+    )
     _add_filter_args(p)
 
     p = sub.add_parser("resolve", help="look up an ontology term")
@@ -390,6 +396,7 @@ def cmd_annotate(args: argparse.Namespace, settings: Settings) -> int:
                 batch_size=args.batch_size,
                 timeout=args.batch_timeout,
                 layer=args.layer,
+                unknown_quantile=args.unknown_quantile,
                 progress=True,
             )
     except CellSearchError as exc:

@@ -409,6 +409,7 @@ class CellSearchClient:
         timeout: float | None = None,
         layer: str | None = None,
         with_neighbours: bool = False,
+        unknown_quantile: float = 0.0,
     ) -> Iterator[pd.DataFrame]:
         """Annotate batch by batch over one stream: yields each batch's DataFrame as soon as
         the server answers it. ``timeout`` bounds each batch (default: the client's), not the
@@ -436,6 +437,7 @@ class CellSearchClient:
                     k=k,
                     filter=flt,
                     with_neighbours=with_neighbours,
+                    unknown_quantile=unknown_quantile,
                 )
 
         call = self.search_stub.Annotate(requests(), metadata=self._metadata)
@@ -471,6 +473,7 @@ class CellSearchClient:
         timeout: float | None = None,
         layer: str | None = None,
         with_neighbours: bool = False,
+        unknown_quantile: float = 0.0,
         progress: bool = False,
     ) -> pd.DataFrame:
         """Cell type, confidence, representation confidence and the vote's statistics per
@@ -479,8 +482,10 @@ class CellSearchClient:
         ``query``: an AnnData (raw counts found by ``layers["counts"]`` > ``.raw`` > ``X``, or
         ``layer=``), raw counts with ``genes``, ``(n, 128)`` embeddings or stored cell ids.
         Large queries stream in batches of ``batch_size`` cells; ``timeout`` bounds each batch.
-        ``progress`` draws a progress bar on stderr. If a batch fails, the
-        :class:`CellSearchError` raised carries the batches already answered in ``.partial``.
+        ``unknown_quantile`` sets how strict the "unknown" flag is (0: the server's default,
+        0.8; 0.99 flags only clear outliers). ``progress`` draws a progress bar on stderr. If
+        a batch fails, the :class:`CellSearchError` raised carries the batches already
+        answered in ``.partial``.
         """
         frames: list[pd.DataFrame] = []
         bar = None
@@ -500,6 +505,7 @@ class CellSearchClient:
                 timeout=timeout,
                 layer=layer,
                 with_neighbours=with_neighbours,
+                unknown_quantile=unknown_quantile,
             ):
                 frames.append(frame)
                 if bar is not None:

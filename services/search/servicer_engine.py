@@ -120,7 +120,7 @@ class Annotator:
     def reference(
         self, store: Any, reference: Any, config: core_annotate.AnnotationConfig
     ) -> Reference:
-        voters = core_annotate.reference_filter(config, reference)
+        voters = core_annotate.reference_filter(config, reference, store=store)
         size = store.count(voters)
         if size < 2:
             text = (
@@ -161,14 +161,10 @@ class Annotator:
         msg_filter: pb.Filter | None,
         *,
         with_neighbours: bool = False,
+        unknown_quantile: float | None = None,
     ) -> core_annotate.Annotations:
         reference = store_filter(msg_filter)
-        config = replace(
-            self.config,
-            k=k,
-            rep_neighbours=min(self.config.rep_neighbours, k),
-            with_neighbours=with_neighbours,
-        )
+        config = self._config(k, unknown_quantile, with_neighbours=with_neighbours)
         ref = self.reference(store, reference, config)
         return core_annotate.annotate(
             store,
@@ -180,10 +176,28 @@ class Annotator:
             labels=ref.labels,
         )
 
-    def parameters(self, store: Any, k: int, msg_filter: pb.Filter | None) -> dict[str, str]:
+    def _config(
+        self, k: int, unknown_quantile: float | None, *, with_neighbours: bool = False
+    ) -> core_annotate.AnnotationConfig:
+        return replace(
+            self.config,
+            k=k,
+            rep_neighbours=min(self.config.rep_neighbours, k),
+            with_neighbours=with_neighbours,
+            unknown_quantile=unknown_quantile or self.config.unknown_quantile,
+        )
+
+    def parameters(
+        self,
+        store: Any,
+        k: int,
+        msg_filter: pb.Filter | None,
+        *,
+        unknown_quantile: float | None = None,
+    ) -> dict[str, str]:
         """How the annotation is made, for a reply (and the CLI's ``uns``)."""
         reference = store_filter(msg_filter)
-        config = replace(self.config, k=k, rep_neighbours=min(self.config.rep_neighbours, k))
+        config = self._config(k, unknown_quantile)
         cal = self.reference(store, reference, config).calibration
         return {
             "k": str(config.k),

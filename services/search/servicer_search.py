@@ -145,14 +145,25 @@ class CellSearchServicer(pb_grpc.CellSearchServicer):
                 text = f"cell_names lists {len(names)} names for {n} query cells"
                 raise ValueError(text)
             msg_filter = request.filter if request.HasField("filter") else None
+            quantile = round(float(request.unknown_quantile), 6) or None  # a float32 on the wire
+            if quantile is not None and not 0.0 < quantile <= 1.0:
+                text = f"unknown_quantile must be in (0, 1], got {quantile:g}"
+                raise ValueError(text)
             result = self.annotator.annotate(
-                self.deps.store, vectors, k, msg_filter, with_neighbours=request.with_neighbours
+                self.deps.store,
+                vectors,
+                k,
+                msg_filter,
+                with_neighbours=request.with_neighbours,
+                unknown_quantile=quantile,
             )
             yield pb.AnnotateReply(
                 annotations=annotations_to_proto(names, result),
                 model_version=_model_version(self.deps),
                 offset=offset,
-                parameters=self.annotator.parameters(self.deps.store, k, msg_filter),
+                parameters=self.annotator.parameters(
+                    self.deps.store, k, msg_filter, unknown_quantile=quantile
+                ),
             )
             offset += n
 

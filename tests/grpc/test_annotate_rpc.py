@@ -26,7 +26,7 @@ def _queries(centers, names, seed=0):
 def test_annotate_returns_every_statistic(server_env, centers) -> None:
     queries = _queries(centers, ["T cell", "B cell", "macrophage"])
     with server_env.client() as client:
-        ann = client.annotate(queries, k=20, with_neighbours=True)
+        ann = client.annotate(queries, k=20, with_neighbours=True, unknown_quantile=0.99)
     assert set(ANNOTATION_COLUMNS) | {"votes", "neighbours"} <= set(ann.columns)
     assert list(ann["cell_type_id"][:2]) == [T_CELL, B_CELL]
     assert list(ann["cell_type"][:2]) == ["T cell", "B cell"]
@@ -43,6 +43,7 @@ def test_annotate_returns_every_statistic(server_env, centers) -> None:
     assert dist == pytest.approx(ann["nearest_distance"].iloc[1], abs=1e-6)
     params = ann.attrs["parameters"]
     assert params["k"] == "20" and params["calibration"] == "cross-study"
+    assert params["unknown_quantile"] == "0.99"
     assert float(params["unknown_threshold"]) > 0
 
 
@@ -65,7 +66,7 @@ def test_a_large_annotate_streams_batch_by_batch(server_env, centers) -> None:
     queries = _queries(centers, names, seed=1)
     with server_env.client() as client:
         frames = list(client.annotate_batches(queries, k=10, batch_size=50))
-        whole = client.annotate(queries, k=10, batch_size=50)
+        whole = client.annotate(queries, k=10, batch_size=50, unknown_quantile=0.99)
     assert [len(f) for f in frames] == [50] * 12  # one reply per batch (the limit is 50)
     assert list(whole.index) == [str(i) for i in range(600)]
     assert (whole["cell_type"].to_numpy() == np.array(names)).mean() > 0.9

@@ -179,10 +179,13 @@ def test_calibration_is_cross_study(store, atlas, calibration):
 
 
 def test_cells_of_a_known_type_get_it_with_high_confidence(store, calibration):
+    strict = AnnotationConfig(unknown_quantile=0.99)  # flag outliers only
     for ct, seed in ((CD4, 1), (B_CELL, 2), (NK, 3)):
-        out = annotate(store, sample_cells(ct, 5, seed=seed), calibration)
+        out = annotate(store, sample_cells(ct, 5, seed=seed), calibration, config=strict)
         assert out.label == [ct] * 5
         assert np.all(out.confidence > 0.8) and not out.is_unknown.any()
+        # the default (0.8 quantile) flags about a fifth of typical cells at most
+        assert annotate(store, sample_cells(ct, 5, seed=seed), calibration).is_unknown.sum() <= 2
         assert np.mean(out.representation) > 0.2
         assert np.all(out.nearest_distance <= out.distance)
         assert all(out.top_labels[i][0] == ct for i in range(5))
@@ -265,3 +268,36 @@ def test_a_single_study_reference_calibrates_leave_one_out(tmp_path):
         cal = calibrate(s, [("d", f"c{i}") for i in range(10)])
         assert not cal.cross_study and len(cal.distances) == 10
         assert s.count(SearchFilter(must={"cell_type_id": [NK]})) == 30
+
+
+def test_untyped_reference_cells_are_never_neighbours_of_the_vote(tmp_path):
+    rng = np.random.default_rng(10)
+    typed = CENTRES[NK] + NOISE * rng.normal(size=(40, 128))
+    untyped = CENTRES[B_CELL] + NOISE * rng.normal(size=(40, 128))
+    records = [
+        CellRecord(
+            "d",
+            f"nk{i}",
+            v.astype(np.float32),
+            {"study_id": f"s{i % 2}", "cell_type_id": NK, "cell_type_ancestors": [NK]},
+        )
+        for i, v in enumerate(typed)
+    ] + [
+        CellRecord(
+            "d",
+            f"u{i}",
+            v.astype(np.float32),
+            {"study_id": f"s{i % 2}", "cell_type_id": UNKNOWN, "cell_type_ancestors": []},
+        )
+        for i, v in enumerate(untyped)
+    ]
+    with open_store(path=tmp_path / "s") as s:
+        s.upsert(records)
+        cfg = AnnotationConfig(k=20, with_neighbours=True)
+        cal = calibrate(s, [("d", f"nk{i}") for i in range(20)], config=cfg)
+        out = annotate(s, sample_cells(B_CELL, 3, seed=11), cal, config=cfg)
+        assert out.neighbours is not None
+        assert all(h.cell_id.startswith("nk") for row in out.neighbours for h in row)
+        assert set(out.best_fine_label) == {NK}
+        plain = annotate(s, sample_cells(B_CELL, 3, seed=11), cal, config=AnnotationConfig(k=20))
+        assert set(plain.best_fine_label) == {NK}
