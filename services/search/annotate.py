@@ -75,6 +75,8 @@ class AnnotationConfig:
     #: ...and at least this share of the votes must name it or one of its subtypes: coarse
     #: labels support a fine call, they cannot make one on their own.
     min_fine_evidence: float = 0.1
+    #: The share of the specific evidence a term must hold (None: ``min_confidence``).
+    min_specific: float | None = None
     #: How many nearest reference cells define a query's distance to the reference.
     rep_neighbours: int = 5
     #: A query farther than this quantile of the reference's cross-study distances is
@@ -309,7 +311,7 @@ def vote(
     tau = config.min_confidence - 1e-9
     passing = (
         (share >= tau)
-        & (specific >= tau)
+        & (specific >= (config.min_specific or config.min_confidence) - 1e-9)
         & (lineage >= config.min_fine_evidence - 1e-9)
         & space.allowed[None, :]
     )
