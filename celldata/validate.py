@@ -15,7 +15,7 @@ or gene at fault and says what to do:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -207,6 +207,7 @@ def validate_dataset(
     check_terms: bool = True,
     sample_cells: int = 2000,
     chunk_size: int = 8192,
+    defaults: Mapping[str, str] | None = None,
 ) -> ValidationReport:
     """Run every check of the input contract on ``path``; raise on the first failure.
 
@@ -227,7 +228,11 @@ def validate_dataset(
     else:
         check_species(info.var_names)
 
-    missing_columns = [c for c in required_obs if c not in info.obs_columns]
+    # metadata defaults given at submission fill the columns the file lacks (and only those)
+    filled = {
+        c: str(v) for c, v in (defaults or {}).items() if c not in info.obs_columns and str(v)
+    }
+    missing_columns = [c for c in required_obs if c not in info.obs_columns and c not in filled]
     if missing_columns:
         msg = (
             f"{path}: required obs column(s) {', '.join(repr(c) for c in missing_columns)} are "
@@ -247,6 +252,8 @@ def validate_dataset(
         elif (sums <= 0).any():
             empty_rows.append(-1)  # counted, not named
         for column in required_obs:
+            if column in filled:
+                continue
             missing = _missing_mask(chunk.obs[column], column)
             if missing.any():
                 row = int(np.flatnonzero(missing)[0])
@@ -275,6 +282,9 @@ def validate_dataset(
         )
         raise EmptyCellsError(msg, details={"rows": named})
 
+    for column, value in filled.items():
+        if column in TERM_COLUMNS:
+            term_values[column] = {value}
     terms: dict[str, list[str]] = {}
     if check_terms and term_values:
         terms = verify_terms(term_values, path)

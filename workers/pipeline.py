@@ -121,13 +121,21 @@ class _Timer:
 # ------------------------------------------------------------------------------ defaults
 
 
-def default_validator(min_gene_overlap: float) -> Validator:
-    """The datasets package's full validation (raw counts, overlap, ontology terms, unique ids)."""
+def default_validator(
+    min_gene_overlap: float, *, defaults: Mapping[str, str] | None = None
+) -> Validator:
+    """The datasets package's full validation (raw counts, overlap, ontology terms, unique ids);
+    ``defaults`` (a job's metadata) fill required obs columns the file lacks."""
 
     def validate(path: Path, vocabulary: Sequence[str]) -> ValidationSummary:
         from celldata.validate import validate_dataset
 
-        report = validate_dataset(path, vocabulary=vocabulary, min_gene_overlap=min_gene_overlap)
+        report = validate_dataset(
+            path,
+            vocabulary=vocabulary,
+            min_gene_overlap=min_gene_overlap,
+            defaults=defaults or {},
+        )
         return summarise_report(report)
 
     return validate
@@ -342,7 +350,10 @@ def _run(
 ) -> Job:
     path = check_path(job.path, options.allowed_roots)
     _check_dataset_free(job, jobs)
-    validate = options.validator or default_validator(options.min_gene_overlap)
+    # metadata defaults (``--meta tissue_ontology_term_id=...``) stand in for missing columns
+    validate = options.validator or default_validator(
+        options.min_gene_overlap, defaults=job.metadata
+    )
     started = timer.clock()
     summary = validate(path, list(encoder.genes))
     timer.add("validate", started)

@@ -9,7 +9,6 @@ from workers_testkit import TinyEncoder, write_h5ad
 
 from cellsearch.jobs import JobState, MemoryJobStore
 from vectorstore import SearchFilter, open_store
-from workers import pipeline
 from workers.pipeline import IngestOptions, ingest
 
 N = 60
@@ -43,7 +42,7 @@ def test_unknown_types_are_stored_and_the_files_study_is_kept(tmp_path, store, m
         allowed_roots=(tmp_path,),
         chunk_cells=32,
         embed_batch_size=16,
-        validator=pipeline.default_validator(0.5),
+        validator=None,  # the default (full) validation
         optimize=False,
     )
     done = ingest(job.job_id, jobs=jobs, store=store, encoder=TinyEncoder(), options=options)
@@ -53,3 +52,25 @@ def test_unknown_types_are_stored_and_the_files_study_is_kept(tmp_path, store, m
     (hit,) = store.retrieve([(dataset, "c000000")])
     assert hit.payload["cell_type_id"] == "unknown" and hit.payload["cell_type_ancestors"] == []
     assert hit.payload["study_id"] == study
+
+
+def test_metadata_defaults_fill_a_column_the_file_lacks(tmp_path, store):
+    path = write_h5ad(tmp_path / "no-tissue.h5ad", N)
+    adata = ad.read_h5ad(path)
+    del adata.obs["tissue_ontology_term_id"]
+    adata.write_h5ad(path)
+    jobs = MemoryJobStore()
+    lung = {"tissue_ontology_term_id": "UBERON:0002048"}
+    job = jobs.create(path=str(path), study_id="S1", dataset_id="meta", metadata=lung)
+    options = IngestOptions(
+        allowed_roots=(tmp_path,),
+        chunk_cells=32,
+        embed_batch_size=16,
+        validator=None,  # the default (full) validation, given the job's metadata
+        optimize=False,
+    )
+    done = ingest(job.job_id, jobs=jobs, store=store, encoder=TinyEncoder(), options=options)
+    assert done.state is JobState.SUCCEEDED, done.error
+    (hit,) = store.retrieve([("meta", "c000001")])
+    assert hit.payload["tissue_id"] == "UBERON:0002048"
+    assert "UBERON:0000062" in hit.payload["tissue_ancestors"]  # organ
