@@ -340,12 +340,10 @@ def vote(
     comp_ok = np.isfinite(comp_key[np.arange(n), competing]) if n_lab else np.zeros(n, bool)
     competing_share = np.where(comp_ok, comp_key[np.arange(n), competing] if n_lab else 0, 0.0)
 
-    via_ancestor = (term >= 0) & (
-        (term >= n_lab)
-        | (own[np.arange(n), np.minimum(np.maximum(term, 0), max(n_lab - 1, 0))] <= 0)
-        if n_lab
-        else np.zeros(n, dtype=bool)
-    )
+    # an ancestor call: the reported term is no neighbour's own label
+    named = np.zeros(n, dtype=bool)
+    is_label = (term >= 0) & (term < n_lab)
+    named[is_label] = own[np.flatnonzero(is_label), term[is_label]] > 0
     top = min(config.top_votes, n_lab)
     if top:
         order = np.argsort(-own_share, axis=1, kind="stable")[:, :top]
@@ -361,7 +359,7 @@ def vote(
         fine_share=fine_share,
         competing=np.where(comp_ok, competing, -1),
         competing_share=competing_share,
-        via_ancestor=via_ancestor & found,
+        via_ancestor=found & ~named,
         top_labels=top_labels,
         top_shares=top_shares,
         n_labels=(own > 0).sum(axis=1),
