@@ -25,6 +25,8 @@ from celldata.errors import DataValidationError, InsufficientGeneOverlapError, W
 _GENE_TABLE_COLUMNS = ["gene_id", "symbol", "gene_version", "length", "biotype"]
 _ENSEMBL_RE = re.compile(r"^(ENS[A-Z]*G\d{11})(\.\d+)?$")
 _VERSION_RE = re.compile(r"\.\d+$")
+#: The most genes a fractional ``min_overlap`` asks for: SCimilarity's own minimum.
+MIN_OVERLAP_GENES = 5000
 
 
 def _gencode_file(species: str) -> Path:
@@ -122,7 +124,9 @@ class GeneAlignment:
 
     ``source_index[k]`` is a column of the input, ``target_index[k]`` its column in the
     vocabulary. Vocabulary genes missing from the input are zero-filled by :meth:`apply`.
-    When the input names a symbol twice, the first occurrence is used.
+    When the input names a symbol twice (two Ensembl ids of one symbol, or a repeated
+    symbol), every copy maps to the same column and :meth:`apply` sums them, as SCimilarity's
+    ``consolidate_duplicate_symbols`` does: no copy is silently dropped.
     """
 
     source_index: np.ndarray
@@ -132,7 +136,13 @@ class GeneAlignment:
 
     @property
     def n_matched(self) -> int:
-        return len(self.source_index)
+        """Vocabulary genes found (duplicated input symbols count once)."""
+        return len(np.unique(self.target_index))
+
+    @property
+    def n_duplicates(self) -> int:
+        """Input columns summed into a vocabulary gene another column already fills."""
+        return len(self.target_index) - self.n_matched
 
     @property
     def fraction_matched(self) -> float:
@@ -164,6 +174,8 @@ class GeneAlignment:
         )
         out.has_sorted_indices = False
         out.sort_indices()
+        if self.n_duplicates:
+            out.sum_duplicates()  # copies of one symbol add up
         return out
 
 
@@ -176,8 +188,11 @@ def align_genes(
     """Align a file's genes (symbols or Ensembl ids) to a model's symbol vocabulary.
 
     ``min_overlap`` is a count of vocabulary genes when an ``int`` >= 1, else a fraction of
-    the vocabulary. Raises :class:`WrongSpeciesError` for mouse genes and
-    :class:`InsufficientGeneOverlapError` (saying how many matched) below the threshold.
+    the vocabulary capped at :data:`MIN_OVERLAP_GENES` (SCimilarity asks for 5,000 genes:
+    a 28,231-gene model needs 5,000, not 14,116; a 2,000-gene model needs 1,000). Copies
+    of one symbol are summed (see :class:`GeneAlignment`). Raises :class:`WrongSpeciesError`
+    for mouse genes and :class:`InsufficientGeneOverlapError` (saying how many matched)
+    below the threshold.
     """
     check_species(var_names)
     symbols = to_symbols(var_names)
@@ -187,29 +202,28 @@ def align_genes(
         position.setdefault(gene, j)
     source: list[int] = []
     target: list[int] = []
-    seen: set[int] = set()
     for i, gene in enumerate(symbols):
         j = position.get(gene)
-        if j is not None and j not in seen:
-            seen.add(j)
+        if j is not None:
             source.append(i)
             target.append(j)
     n_vocab = len(vocab)
     required = (
-        int(min_overlap)
+        min(int(min_overlap), n_vocab)
         if isinstance(min_overlap, int) or min_overlap >= 1
-        else int(np.ceil(min_overlap * n_vocab))
+        else min(int(np.ceil(min_overlap * n_vocab)), MIN_OVERLAP_GENES)
     )
-    if len(source) < required:
+    n_found = len(set(target))
+    if n_found < required:
         example = [str(g) for g in list(vocab)[:3]]
         msg = (
-            f"only {len(source)} of the model's {n_vocab} genes were found among the file's "
+            f"only {n_found} of the model's {n_vocab} genes were found among the file's "
             f"{len(symbols)} genes (need at least {required}). Gene names must be human symbols "
             f"(like {', '.join(example)}) or Ensembl ids (ENSG...); check var_names, or that "
             "the file keeps all genes rather than a highly-variable subset"
         )
         raise InsufficientGeneOverlapError(
-            msg, details={"n_matched": len(source), "n_vocabulary": n_vocab, "required": required}
+            msg, details={"n_matched": n_found, "n_vocabulary": n_vocab, "required": required}
         )
     return GeneAlignment(
         source_index=np.asarray(source, dtype=np.int64),

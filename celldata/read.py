@@ -6,8 +6,9 @@ sliced per chunk too (categorical codes, string arrays), so a 10-million-cell fi
 sits in memory. 10x ``.h5`` files stream the same way (their CSC genes x cells matrix is a
 CSR cells x genes one). Matrix Market folders are read whole: the format has no index.
 
-Raw counts may live in ``X``, ``layers["counts"]`` or ``.raw``; ``counts="auto"`` picks the
-first of ``layers/counts``, ``X``, ``raw`` whose sampled values are non-negative integers.
+Raw counts may live in ``X``, ``layers["counts"]`` or ``.raw``; ``counts="auto"`` applies the
+platform's one rule (:mod:`celldata.counts`): the first of ``layers/counts``, ``raw``, ``X``
+whose sampled values are non-negative integers.
 """
 
 from __future__ import annotations
@@ -24,11 +25,12 @@ import pandas as pd
 import scipy.io
 import scipy.sparse as sp
 
+from celldata.counts import COUNTS_ORDER, choose_counts_location, looks_like_counts
 from celldata.errors import NotRawCountsError, UnreadableFileError
 
 CountsLocation = Literal["auto", "X", "layers/counts", "raw"]
 FileFormat = Literal["h5ad", "10x_h5", "mtx"]
-_H5AD_LOCATIONS: tuple[str, ...] = ("layers/counts", "X", "raw")
+_H5AD_LOCATIONS: tuple[str, ...] = COUNTS_ORDER
 _SAMPLE_NNZ = 200_000
 
 
@@ -207,13 +209,6 @@ def _sample_values(elem: h5py.Group | h5py.Dataset, n_cells: int) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
 
 
-def looks_like_counts(values: np.ndarray) -> bool:
-    """Non-negative integers (the empty sample counts as raw)."""
-    if values.size == 0:
-        return True
-    return bool(values.min() >= 0 and np.all(values == np.round(values)))
-
-
 def _pick_location(f: h5py.File, requested: CountsLocation, path: Path) -> tuple[str, list[str]]:
     present = [loc for loc in _H5AD_LOCATIONS if _matrix_element(f, loc) is not None]
     if requested != "auto":
@@ -224,12 +219,13 @@ def _pick_location(f: h5py.File, requested: CountsLocation, path: Path) -> tuple
             )
             raise NotRawCountsError(msg, details={"location": requested})
         return requested, present
-    for loc in present:
+
+    def holds_counts(loc: str) -> bool:
         elem = _matrix_element(f, loc)
         assert elem is not None
-        if looks_like_counts(_sample_values(elem, _element_shape(elem)[0])):
-            return loc, present
-    return "", present
+        return looks_like_counts(_sample_values(elem, _element_shape(elem)[0]))
+
+    return choose_counts_location(present, holds_counts), present
 
 
 def _var_names_for(f: h5py.File, location: str) -> pd.Index:

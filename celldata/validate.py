@@ -19,7 +19,7 @@ or gene at fault and says what to do:
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,6 +56,10 @@ REFERENCE_OBS: tuple[str, ...] = (
 )
 """What a labelled reference study must carry. Query datasets pass ``required_obs=()``."""
 _MISSING_STRINGS = frozenset({"", "nan", "none", "na", "unknown"})
+#: CELLxGENE's schema writes ``unknown`` for a cell without a type: such cells are valid
+#: (stored and searchable; annotation never lets them vote), not missing metadata.
+UNKNOWN_CELL_TYPE = "unknown"
+_UNKNOWN_ALLOWED = frozenset({"cell_type_ontology_term_id"})
 
 
 @dataclass
@@ -207,9 +211,12 @@ def _assay_parser() -> Any:
     return OntologyParser()
 
 
-def _missing_mask(values: pd.Series) -> np.ndarray:
+def _missing_mask(values: pd.Series, column: str = "") -> np.ndarray:
     as_str = values.astype(str).str.strip().str.lower()
-    return (values.isna() | as_str.isin(_MISSING_STRINGS)).to_numpy()
+    missing = (
+        _MISSING_STRINGS - {UNKNOWN_CELL_TYPE} if column in _UNKNOWN_ALLOWED else _MISSING_STRINGS
+    )
+    return (values.isna() | as_str.isin(missing)).to_numpy()
 
 
 def verify_terms(values_by_column: dict[str, set[str]], path: Path | str) -> dict[str, list[str]]:
@@ -268,6 +275,7 @@ def validate_dataset(
     check_terms: bool = True,
     sample_cells: int = 2000,
     chunk_size: int = 8192,
+    defaults: Mapping[str, str] | None = None,
 ) -> ValidationReport:
     """Run every check of the input contract on ``path``; raise on the first failure.
 
@@ -288,7 +296,11 @@ def validate_dataset(
     else:
         check_species(info.var_names)
 
-    missing_columns = [c for c in required_obs if c not in info.obs_columns]
+    # metadata defaults given at submission fill the columns the file lacks (and only those)
+    filled = {
+        c: str(v) for c, v in (defaults or {}).items() if c not in info.obs_columns and str(v)
+    }
+    missing_columns = [c for c in required_obs if c not in info.obs_columns and c not in filled]
     if missing_columns:
         msg = (
             f"{path}: required obs column(s) {', '.join(repr(c) for c in missing_columns)} are "
@@ -315,7 +327,9 @@ def validate_dataset(
         elif (sums <= 0).any():
             empty_rows.append(-1)  # counted, not named
         for column in required_obs:
-            missing = _missing_mask(chunk.obs[column])
+            if column in filled:
+                continue
+            missing = _missing_mask(chunk.obs[column], column)
             if missing.any():
                 row = int(np.flatnonzero(missing)[0])
                 msg = (
@@ -329,6 +343,8 @@ def validate_dataset(
                 )
         for column, seen in term_values.items():
             seen.update(str(v) for v in pd.unique(chunk.obs[column].astype(str)))
+            if column in _UNKNOWN_ALLOWED:
+                seen.discard(UNKNOWN_CELL_TYPE)  # CELLxGENE's "no type": no term to look up
 
     _check_duplicates(hashes, path)
     if empty_rows:
@@ -341,6 +357,9 @@ def validate_dataset(
         )
         raise EmptyCellsError(msg, details={"rows": named})
 
+    for column, value in filled.items():
+        if column in TERM_COLUMNS:
+            term_values[column] = {value}
     terms: dict[str, list[str]] = {}
     if check_terms and term_values:
         terms = verify_terms(term_values, path)

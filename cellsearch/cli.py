@@ -281,6 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     q = p.add_mutually_exclusive_group(required=True)
     q.add_argument("--cells", nargs="+", metavar="CELL", help="stored cell ids (or dataset/cell)")
     q.add_argument("--file", type=Path, help=".h5ad of raw counts: its cells are the query")
+    p.add_argument("--layer", default=None, help=LAYER_HELP)
     p.add_argument("-k", type=int, default=10)
     p.add_argument("--centroid", action="store_true", help="search from the query's centroid")
     p.add_argument("-o", "--out", type=Path, help="write hits as CSV instead of printing")
@@ -289,8 +290,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("annotate", help="label the cells of an .h5ad by kNN over the atlas")
     p.add_argument("file", type=Path, help=".h5ad of raw counts")
     p.add_argument("-o", "--out", type=Path, required=True, help="annotated .h5ad to write")
-    p.add_argument("-k", type=int, default=0)
+    p.add_argument("--layer", default=None, help=LAYER_HELP)
+    p.add_argument("-k", type=int, default=0, help="reference neighbours per cell (0: 50)")
     p.add_argument("--batch-size", type=int, default=1000)
+    p.add_argument(
+        "--batch-timeout", type=float, default=300, help="seconds allowed per batch (not per job)"
+    )
+    p.add_argument(
+        "--unknown-quantile",
+        type=float,
+        default=0.0,
+        help="how strict the unknown flag is (default: the server's, 0.8; 0.99: outliers only)",
+    )
     _add_filter_args(p)
 
     p = sub.add_parser("resolve", help="look up an ontology term")
@@ -323,11 +334,10 @@ def _client(args: argparse.Namespace, settings: Settings) -> Any:
     )
 
 
-def _read_counts(path: Path) -> tuple[Any, list[str], list[str]]:
-    import anndata as ad
-
-    adata = ad.read_h5ad(path)
-    return adata.X, [str(g) for g in adata.var_names], [str(c) for c in adata.obs_names]
+LAYER_HELP = (
+    "matrix holding raw counts: X, raw, or a layer name (default: layers['counts'], else "
+    ".raw if it holds counts, else X)"
+)
 
 
 def _cell_refs(cells: list[str]) -> list[Any]:
@@ -454,8 +464,12 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     if args.cells:
         query: Any = _cell_refs(args.cells)
     else:
-        query, genes, _ = _read_counts(args.file)
-        kw["genes"] = genes
+        import anndata as ad
+
+        from cellsearch.client import prepare_query
+
+        q = prepare_query(ad.read_h5ad(args.file), layer=args.layer)
+        query, kw["genes"] = q.data, q.genes
     with _client(args, settings) as client:
         if args.centroid:
             hits, coherence = client.search_centroid(query, **kw)
@@ -484,23 +498,55 @@ def format_hits(hits: Any, limit: int = 40) -> str:
 def cmd_annotate(args: argparse.Namespace, settings: Settings) -> int:
     import anndata as ad
 
+    from cellsearch.client import CellSearchError
+
     adata = ad.read_h5ad(args.file)
-    with _client(args, settings) as client:
-        ann = client.annotate(
-            adata.X,
-            genes=[str(g) for g in adata.var_names],
-            cell_names=[str(c) for c in adata.obs_names],
-            k=args.k,
-            filter=_filter_from(args),
-            batch_size=args.batch_size,
-        )
-    for col in ann.columns:
-        adata.obs[f"cellsearch_{col}"] = ann[col].to_numpy()
-    adata.write_h5ad(args.out)
+    try:
+        with _client(args, settings) as client:
+            ann = client.annotate(
+                adata,
+                k=args.k,
+                filter=_filter_from(args),
+                batch_size=args.batch_size,
+                timeout=args.batch_timeout,
+                layer=args.layer,
+                unknown_quantile=args.unknown_quantile,
+                progress=True,
+            )
+    except CellSearchError as exc:
+        partial = exc.partial
+        if partial is not None and len(partial):
+            write_annotations(adata, partial, args.out)
+            print(
+                f"cellsearch annotate: {len(partial)} of {adata.n_obs} cells annotated before "
+                f"the error; they are in {args.out}",
+                file=sys.stderr,
+            )
+        raise
+    write_annotations(adata, ann, args.out)
     counts = ann["cell_type"].value_counts().head(10)
     print(f"annotated {len(ann)} cells -> {args.out}")
     print(counts.to_string())
     return 0
+
+
+def write_annotations(adata: Any, ann: Any, out: Path) -> None:
+    """``obs`` columns ``cellsearch_<field>`` (cells not annotated stay empty) and the model
+    version and parameters in ``uns["cellsearch"]``."""
+    frame = ann.reindex([str(c) for c in adata.obs_names])
+    for col in frame.columns:
+        if col == "neighbours":
+            continue
+        values = frame[col]
+        if values.dtype == object:
+            values = values.fillna("").astype(str)
+        adata.obs[f"cellsearch_{col}"] = values.to_numpy()
+    adata.uns["cellsearch"] = {
+        "model_version": str(ann.attrs.get("model_version", "")),
+        "parameters": {str(k): str(v) for k, v in ann.attrs.get("parameters", {}).items()},
+        "n_annotated": len(ann),
+    }
+    adata.write_h5ad(out)
 
 
 def cmd_resolve(args: argparse.Namespace, settings: Settings) -> int:
@@ -541,6 +587,7 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from celldata.errors import DataValidationError
     from cellsearch.client import CellSearchError
     from cellsearch.settings import get_settings
     from vectorstore import StoreLockedError
@@ -548,6 +595,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args, get_settings())
     except CellSearchError as exc:
+        print(f"cellsearch {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except DataValidationError as exc:  # an input refused before anything was sent
         print(f"cellsearch {args.command}: {exc}", file=sys.stderr)
         return 2
     except StoreLockedError as exc:

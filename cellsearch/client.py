@@ -13,7 +13,10 @@ says what to change).
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +42,8 @@ class CellSearchError(RuntimeError):
         self.code = code
         self.details = details
         self.method = method
+        #: Annotation only: the batches answered before the failure (a DataFrame).
+        self.partial: Any = None
         where = f" in {method}" if method else ""
         super().__init__(f"{code.name}{where}: {details}")
 
@@ -71,35 +76,119 @@ def _refs(cells: Iterable[CellRefLike]) -> list[pb.CellRef]:
     return out
 
 
-def _query_fields(query: Any, genes: Sequence[str] | None) -> dict[str, Any]:
-    """The oneof ``query`` of a request from whatever the caller holds."""
+def _is_anndata(query: Any) -> bool:
+    return hasattr(query, "obs_names") and hasattr(query, "var_names") and hasattr(query, "X")
+
+
+@dataclass(frozen=True)
+class Query:
+    """A query as the client sends it: what it is, how many cells, their default names."""
+
+    kind: str  # "cells", "expression" or "embeddings"
+    data: Any
+    genes: list[str] | None
+    names: list[str] | None
+    n: int
+
+    def part(self, start: int, stop: int) -> dict[str, Any]:
+        """The oneof ``query`` of a request for cells ``start:stop``."""
+        if self.kind == "cells":
+            return {"cells": pb.CellRefs(cells=_refs(self.data[start:stop]))}
+        if self.kind == "expression":
+            assert self.genes is not None
+            return {"expression": encode_expression(self.data[start:stop], self.genes)}
+        return {"embeddings": encode_embeddings(self.data[start:stop])}
+
+
+def prepare_query(
+    query: Any, genes: Sequence[str] | None = None, *, layer: str | None = None
+) -> Query:
+    """Check a query before anything is sent; raise ``ValueError``/``TypeError`` saying what to
+    fix (a wrong gene list, log-normalised counts, an unknown type).
+
+    ``query``: an AnnData (its raw counts by the platform's rule: ``layers["counts"]``, else
+    ``.raw``, else ``X``; ``layer=`` to choose); raw counts (scipy sparse or dense) with
+    ``genes``; an ``(n, 128)`` embedding matrix; or a list of stored cell ids /
+    ``(dataset_id, cell_id)`` pairs.
+    """
     import scipy.sparse as sp
 
-    if isinstance(query, list | tuple) and (not query or isinstance(query[0], str | tuple)):
-        return {"cells": pb.CellRefs(cells=_refs(query))}
+    if _is_anndata(query):
+        from celldata.counts import counts_of
+
+        counts = counts_of(query, layer, where="the AnnData")
+        names = [str(c) for c in query.obs_names]
+        gene_list = list(genes) if genes is not None else counts.var_names
+        return _expression(counts.matrix, gene_list, names)
+    if isinstance(query, list | tuple):
+        if not all(isinstance(q, str | tuple) for q in query):
+            msg = "a list query must hold stored cell ids or (dataset_id, cell_id) pairs"
+            raise TypeError(msg)
+        return Query("cells", list(query), None, None, len(query))
     if genes is not None:
-        mat = sp.csr_matrix(query, dtype=np.float32)
-        if mat.shape[1] != len(genes):
-            msg = f"the count matrix has {mat.shape[1]} columns but {len(genes)} gene names"
-            raise ValueError(msg)
-        cells = [
-            pb.SparseCell(
-                indices=mat.indices[mat.indptr[i] : mat.indptr[i + 1]].tolist(),
-                counts=mat.data[mat.indptr[i] : mat.indptr[i + 1]].tolist(),
+        if not (sp.issparse(query) or isinstance(query, np.ndarray)):
+            msg = (
+                f"raw counts must be a scipy sparse matrix or a numpy array, got "
+                f"{type(query).__name__}"
             )
-            for i in range(mat.shape[0])
-        ]
-        return {"expression": pb.ExpressionProfiles(genes=list(genes), cells=cells)}
+            raise TypeError(msg)
+        return _expression(query, list(genes), None)
     if sp.issparse(query):
         msg = "a sparse matrix is read as raw counts: pass genes= naming its columns"
         raise ValueError(msg)
+    if not isinstance(query, np.ndarray):
+        msg = (
+            f"cannot annotate or search a {type(query).__name__}: pass an AnnData, raw counts "
+            "(scipy sparse or numpy) with genes=, an (n, 128) embedding matrix, or a list of "
+            "stored cell ids"
+        )
+        raise TypeError(msg)
     mat = np.asarray(query, dtype=np.float32)
     if mat.ndim == 1:
         mat = mat[None, :]
     if mat.ndim != 2:
         msg = f"embeddings must be a (n, dim) matrix, got shape {mat.shape}"
         raise ValueError(msg)
-    return {"embeddings": encode_embeddings(mat)}
+    return Query("embeddings", mat, None, None, mat.shape[0])
+
+
+def _expression(matrix: Any, genes: list[str], names: list[str] | None) -> Query:
+    import scipy.sparse as sp
+
+    from celldata.counts import check_counts
+
+    if matrix.ndim != 2 or matrix.shape[1] != len(genes):
+        msg = (
+            f"the count matrix has {matrix.shape[1] if matrix.ndim == 2 else '?'} columns but "
+            f"{len(genes)} gene names were given: genes= must name every column, in order"
+        )
+        raise ValueError(msg)
+    check_counts(matrix, where="the query", location="its counts")
+    mat = sp.csr_matrix(matrix, dtype=np.float32)
+    return Query("expression", mat, genes, names, mat.shape[0])
+
+
+def encode_expression(matrix: Any, genes: Sequence[str]) -> pb.ExpressionProfiles:
+    """Raw counts as the packed CSR form of ``ExpressionProfiles`` (no per-cell loop)."""
+    import scipy.sparse as sp
+
+    mat = sp.csr_matrix(matrix, dtype=np.float32)
+    mat.sum_duplicates()
+    return pb.ExpressionProfiles(
+        genes=list(genes),
+        csr=pb.CsrCounts(
+            n_cells=mat.shape[0],
+            indptr=np.asarray(mat.indptr, dtype="<i8").tobytes(),
+            indices=np.asarray(mat.indices, dtype="<i4").tobytes(),
+            data=np.asarray(mat.data, dtype="<f4").tobytes(),
+        ),
+    )
+
+
+def _query_fields(query: Any, genes: Sequence[str] | None) -> dict[str, Any]:
+    """The oneof ``query`` of a request from whatever the caller holds."""
+    q = prepare_query(query, genes)
+    return q.part(0, q.n)
 
 
 def _varint(n: int) -> bytes:
@@ -308,6 +397,70 @@ class CellSearchClient:
         reply = self._call(self.search_stub.SearchCentroid, request, timeout)
         return _hits_frame(reply.hits, nested=False), float(reply.coherence)
 
+    def annotate_batches(
+        self,
+        query: Any,
+        *,
+        genes: Sequence[str] | None = None,
+        cell_names: Sequence[str] | None = None,
+        k: int = 0,
+        filter: FilterLike = None,
+        batch_size: int = 1000,
+        timeout: float | None = None,
+        layer: str | None = None,
+        with_neighbours: bool = False,
+        unknown_quantile: float = 0.0,
+    ) -> Iterator[pd.DataFrame]:
+        """Annotate batch by batch over one stream: yields each batch's DataFrame as soon as
+        the server answers it. ``timeout`` bounds each batch (default: the client's), not the
+        whole job, so a million cells never hit one deadline. The frames carry
+        ``attrs["model_version"]`` and ``attrs["parameters"]``.
+        """
+        q = prepare_query(query, genes, layer=layer)
+        names = list(cell_names) if cell_names is not None else q.names
+        if names is not None and len(names) != q.n:
+            msg = f"cell_names has {len(names)} names for {q.n} query cells"
+            raise ValueError(msg)
+        if batch_size < 1:
+            msg = f"batch_size must be positive, got {batch_size}"
+            raise ValueError(msg)
+        flt = make_filter(filter)
+
+        def requests() -> Iterator[pb.AnnotateRequest]:
+            for start in range(0, q.n, batch_size):
+                stop = min(q.n, start + batch_size)
+                yield pb.AnnotateRequest(
+                    **q.part(start, stop),
+                    cell_names=names[start:stop]
+                    if names is not None
+                    else [str(i) for i in range(start, stop)],
+                    k=k,
+                    filter=flt,
+                    with_neighbours=with_neighbours,
+                    unknown_quantile=unknown_quantile,
+                )
+
+        call = self.search_stub.Annotate(requests(), metadata=self._metadata)
+        watchdog = _BatchWatchdog(call, timeout or self.timeout)
+        done = 0
+        try:
+            for reply in call:
+                watchdog.reset()
+                frame = annotation_frame(reply, with_neighbours=with_neighbours)
+                done += len(frame)
+                yield frame
+        except grpc.RpcError as exc:
+            if watchdog.expired:
+                msg = (
+                    f"no reply for the batch after cell {done} within {watchdog.timeout:.0f} s "
+                    f"(the per-batch timeout); {done} cells were annotated before it"
+                )
+                raise CellSearchError(grpc.StatusCode.DEADLINE_EXCEEDED, msg, "Annotate") from None
+            raise _error(exc, self.search_stub.Annotate) from None
+        finally:
+            watchdog.stop()
+            call.cancel()  # no-op when the stream ended; frees the server when we stop early
+
     def annotate(
         self,
         query: Any,
@@ -318,49 +471,52 @@ class CellSearchClient:
         filter: FilterLike = None,
         batch_size: int = 1000,
         timeout: float | None = None,
+        layer: str | None = None,
+        with_neighbours: bool = False,
+        unknown_quantile: float = 0.0,
+        progress: bool = False,
     ) -> pd.DataFrame:
-        """Cell type, confidence and representation confidence per query cell.
+        """Cell type, confidence, representation confidence and the vote's statistics per
+        query cell, one row per cell, indexed by cell name.
 
-        Large queries are streamed in batches of ``batch_size`` cells over one call.
+        ``query``: an AnnData (raw counts found by ``layers["counts"]`` > ``.raw`` > ``X``, or
+        ``layer=``), raw counts with ``genes``, ``(n, 128)`` embeddings or stored cell ids.
+        Large queries stream in batches of ``batch_size`` cells; ``timeout`` bounds each batch.
+        ``unknown_quantile`` sets how strict the "unknown" flag is (0: the server's default,
+        0.8; 0.99 flags only clear outliers). ``progress`` draws a progress bar on stderr. If
+        a batch fails, the :class:`CellSearchError` raised carries the batches already
+        answered in ``.partial``.
         """
-        n = len(query) if isinstance(query, list | tuple) else query.shape[0]
-        names = list(cell_names) if cell_names is not None else [str(i) for i in range(n)]
-        if len(names) != n:
-            msg = f"cell_names has {len(names)} names for {n} query cells"
-            raise ValueError(msg)
-        flt = make_filter(filter)
+        frames: list[pd.DataFrame] = []
+        bar = None
+        if progress:
+            from tqdm import tqdm
 
-        def requests() -> Iterator[pb.AnnotateRequest]:
-            for start in range(0, n, batch_size):
-                part = query[start : start + batch_size]
-                yield pb.AnnotateRequest(
-                    **_query_fields(part, genes),
-                    cell_names=names[start : start + batch_size],
-                    k=k,
-                    filter=flt,
-                )
-
-        rows = []
+            total = query.n_obs if _is_anndata(query) else _n_cells(query)
+            bar = tqdm(total=total, unit="cells", desc="annotate", dynamic_ncols=True)
         try:
-            for reply in self.search_stub.Annotate(
-                requests(), timeout=timeout or self.timeout, metadata=self._metadata
+            for frame in self.annotate_batches(
+                query,
+                genes=genes,
+                cell_names=cell_names,
+                k=k,
+                filter=filter,
+                batch_size=batch_size,
+                timeout=timeout,
+                layer=layer,
+                with_neighbours=with_neighbours,
+                unknown_quantile=unknown_quantile,
             ):
-                for a in reply.annotations:
-                    rows.append(
-                        {
-                            "cell": a.cell_name,
-                            "cell_type_id": a.cell_type_id,
-                            "cell_type": a.cell_type,
-                            "confidence": a.confidence,
-                            "representation_confidence": a.representation_confidence,
-                            "unknown": a.unknown,
-                            "fell_back_to_ancestor": a.fell_back_to_ancestor,
-                            "mean_distance": a.mean_distance,
-                        }
-                    )
-        except grpc.RpcError as exc:
-            raise _error(exc, self.search_stub.Annotate) from None
-        return pd.DataFrame(rows).set_index("cell") if rows else pd.DataFrame()
+                frames.append(frame)
+                if bar is not None:
+                    bar.update(len(frame))
+        except CellSearchError as exc:
+            exc.partial = _concat(frames)
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+        return _concat(frames)
 
     def get_cells(
         self,
@@ -470,6 +626,82 @@ class CellSearchClient:
             self.ingestion_stub.DeleteDataset, pb.DeleteDatasetRequest(dataset_id=dataset_id)
         )
         return int(reply.cells_removed)
+
+
+def _n_cells(query: Any) -> int:
+    return len(query) if isinstance(query, list | tuple) else int(query.shape[0])
+
+
+def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    if not frames:
+        return pd.DataFrame()
+    out = pd.concat(frames) if len(frames) > 1 else frames[0]
+    out.attrs = dict(frames[0].attrs)
+    return out
+
+
+ANNOTATION_COLUMNS: tuple[str, ...] = (
+    "cell_type_id",
+    "cell_type",
+    "confidence",
+    "representation_confidence",
+    "unknown",
+    "fell_back_to_ancestor",
+    "best_fine_cell_type_id",
+    "best_fine_cell_type",
+    "competing_cell_type_id",
+    "competing_cell_type",
+    "competing_share",
+    "margin",
+    "nearest_distance",
+    "mean_distance",
+)
+
+
+def annotation_frame(reply: pb.AnnotateReply, *, with_neighbours: bool = False) -> pd.DataFrame:
+    """One batch's annotations as a DataFrame indexed by cell name.
+
+    ``votes`` reads ``"label id:share;..."`` (top labels by their own vote share);
+    ``neighbours`` (when asked) holds ``(dataset_id, cell_id, distance)`` tuples per cell.
+    """
+    anns = reply.annotations
+    data: dict[str, Any] = {col: [getattr(a, col) for a in anns] for col in ANNOTATION_COLUMNS}
+    data["votes"] = [";".join(f"{v.cell_type_id}:{v.share:.3f}" for v in a.votes) for a in anns]
+    if with_neighbours:
+        data["neighbours"] = [
+            [(h.dataset_id, h.cell_id, h.distance) for h in a.neighbours] for a in anns
+        ]
+    frame = pd.DataFrame(data, index=pd.Index([a.cell_name for a in anns], name="cell"))
+    frame.attrs = {"model_version": reply.model_version, "parameters": dict(reply.parameters)}
+    return frame
+
+
+class _BatchWatchdog:
+    """Cancels a stream when no reply came within ``timeout`` seconds of the last one: a
+    deadline per batch, where gRPC's own deadline would bound the whole job."""
+
+    def __init__(self, call: Any, timeout: float) -> None:
+        self.call = call
+        self.timeout = timeout
+        self.expired = False
+        self._last = time.monotonic()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def reset(self) -> None:
+        self._last = time.monotonic()
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def _run(self) -> None:
+        tick = min(1.0, self.timeout / 4)
+        while not self._stopped.wait(tick):
+            if time.monotonic() - self._last > self.timeout:
+                self.expired = True
+                self.call.cancel()
+                return
 
 
 def _error(exc: grpc.RpcError, method: Any) -> CellSearchError:

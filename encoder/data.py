@@ -110,21 +110,37 @@ def _is_chunk_iterable(data: Any) -> bool:
 
 
 def iter_raw_blocks(
-    data: Any, gene_names: Sequence[str] | None, batch_size: int
+    data: Any,
+    gene_names: Sequence[str] | None,
+    batch_size: int,
+    *,
+    layer: str | None = None,
+    check_counts: bool = True,
 ) -> Iterator[tuple[sp.csr_matrix, Sequence[str] | None]]:
     """Yield ``(csr block of at most batch_size cells, its gene names)`` from any input.
 
     AnnData objects in backed mode are read slice by slice, so a file larger
     than memory streams through; chunk iterators (``celldata.read.iter_chunks``)
-    are consumed lazily and re-split to ``batch_size``.
+    are consumed lazily and re-split to ``batch_size``. An AnnData's counts are
+    found by the platform's one rule (``celldata.counts.counts_of``: ``layers["counts"]``,
+    else ``.raw``, else ``X``; ``layer=`` to choose); with ``check_counts`` a matrix
+    that is not raw counts is refused with ingestion's message.
     """
+    from celldata.counts import check_counts as refuse_non_counts
+    from celldata.counts import counts_of
+
     if _is_anndata(data):
-        names = list(gene_names) if gene_names is not None else list(data.var_names)
+        counts = counts_of(data, layer) if check_counts else None
+        matrix = data.X if counts is None else counts.matrix
+        own = list(data.var_names) if counts is None else counts.var_names
+        names = list(gene_names) if gene_names is not None else own
         n = data.n_obs
         for start in range(0, n, batch_size):
-            yield to_csr(data.X[start : start + batch_size]), names
+            yield to_csr(matrix[start : start + batch_size]), names
         return
     if sp.issparse(data) or isinstance(data, np.ndarray):
+        if check_counts:
+            refuse_non_counts(data, where="the input matrix", location="X")
         x = to_csr(data)
         for start in range(0, x.shape[0], batch_size):
             yield x[start : start + batch_size], gene_names

@@ -167,6 +167,7 @@ class CellEncoder:
         normalized: bool = False,
         min_overlap: float = DEFAULT_MIN_OVERLAP,
         dense: bool = False,
+        layer: str | None = None,
     ) -> np.ndarray:
         """Embed cells: float32 ``(n_cells, embedding_dim)``, each row of unit length.
 
@@ -177,6 +178,10 @@ class CellEncoder:
         (AnnData and chunks bring their own ``var_names``); without names the
         input must already have the model's genes in order. ``dense=True``
         forces the densifying torch path (the reference the sparse path matches).
+        An AnnData's counts follow the platform's one rule (``layers["counts"]``, else
+        ``.raw``, else ``X``; ``layer=`` to choose, see ``celldata.counts``), and raw-count
+        input that is not raw counts (log-normalised, scaled) is refused with ingestion's
+        message.
         """
         if batch_size < 1:
             msg = f"batch_size must be positive, got {batch_size}"
@@ -184,7 +189,10 @@ class CellEncoder:
         outputs: list[np.ndarray] = []
         aligners: dict[tuple[str, ...], GeneAligner] = {}
         use_sparse = not dense and self.device == "cpu"
-        for block, names in iter_raw_blocks(data, gene_names, batch_size):
+        blocks = iter_raw_blocks(
+            data, gene_names, batch_size, layer=layer, check_counts=not normalized
+        )
+        for block, names in blocks:
             key = tuple(names) if names is not None else ()
             if key not in aligners:
                 aligners[key] = GeneAligner(self.genes, names, min_overlap=min_overlap)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ontology import mappings
 from ontology._ids import KINDS, NORMAL_ID, OntologyKind, kind_of
-from ontology._load import DEFAULT_CACHE_DIR
+from ontology._load import DEFAULT_CACHE_DIR, cellxgene_cell_classes
 from ontology._registry import (
     ancestors,
     clear_loaded,
@@ -58,6 +58,7 @@ __all__ = [
     "UnknownPrefixError",
     "UnknownTermError",
     "ancestors",
+    "cellxgene_cell_classes",
     "clear_loaded",
     "descendants",
     "get_ontology",

@@ -357,3 +357,16 @@ def build_raw(kind: OntologyKind, source: Path | None = None) -> RawOntology:
 def read_labels(arrays: Arrays) -> list[str]:
     """Labels, in term order."""
     return split_strings(arrays["labels"])
+
+
+def cellxgene_cell_classes(data_dir: Path | None = None) -> tuple[str, ...]:
+    """CELLxGENE's high-level cell types (``cell_class_list.json`` of cellxgene-ontology-guide).
+
+    The 23 broad classes CELLxGENE's explorer groups cells by (hematopoietic cell, epithelial
+    cell, neural cell, ...): the floor below which an annotation's ancestor fallback stays
+    informative. Read from the installed package's data, never downloaded.
+    """
+    import json
+
+    path = (data_dir or bundled_data_dir()) / "cell_class_list.json"
+    return tuple(str(t) for t in json.loads(path.read_text()))

@@ -8,7 +8,7 @@ callers may switch backends by configuration alone.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -35,12 +35,40 @@ class CellStore(Protocol):
         *,
         with_vectors: bool = False,
         ef: int | None = None,
+        fields: Sequence[str] | None = None,
     ) -> list[list[Hit]]:
-        """The ``k`` nearest stored cells to each row of ``vectors``, best first."""
+        """The ``k`` nearest stored cells to each row of ``vectors``, best first.
+
+        ``fields``: the payload fields the hits carry (None: all). Reading a whole payload
+        costs more than the search itself when k is large (annotation reads one field).
+        """
         ...
 
     def retrieve(self, cells: Sequence[CellRef], *, with_vectors: bool = True) -> list[Hit]:
         """Stored cells by reference, in request order; unknown references are left out."""
+        ...
+
+    def search_ids(
+        self,
+        vectors: np.ndarray,
+        k: int,
+        filter: SearchFilter | None = None,
+        *,
+        ef: int | None = None,
+        exact_vectors: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The kNN as arrays: ``(n, k)`` point ids (objects, ``None`` pads) and float32
+        distances (``inf`` pads), best first, and no payload read.
+
+        For bulk kNN (annotation): reading payloads and building a :class:`Hit` per
+        neighbour cost more than the search. ``exact_vectors`` searches the float vectors
+        even when the store keeps int8 codes (the graph walk is the same; recall is higher).
+        Ids are opaque: pass them back to :meth:`payload_values`.
+        """
+        ...
+
+    def payload_values(self, point_ids: Sequence[object], field: str) -> list[str]:
+        """One payload field of points given by :meth:`search_ids` ids (``""`` if absent)."""
         ...
 
     def count(self, filter: SearchFilter | None = None) -> int:
@@ -107,6 +135,21 @@ def make_hit(score: float, payload: Mapping[str, object] | None, vector: object 
         payload=pl,
         vector=vec,
     )
+
+
+def ids_and_distances(
+    results: Sequence[Sequence[object]], k: int, point_id: Any, score: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pack a backend's scored points into ``search_ids``'s two ``(n, k)`` arrays."""
+    n = len(results)
+    ids = np.full((n, k), None, dtype=object)
+    dists = np.full((n, k), np.inf, dtype=np.float32)
+    for i, res in enumerate(results):
+        m = len(res)
+        if m:
+            ids[i, :m] = [point_id(p) for p in res]
+            dists[i, :m] = [1.0 - score(p) for p in res]
+    return ids, dists
 
 
 def split_refs(cells: Sequence[CellRef]) -> tuple[list[tuple[str, str]], list[str]]:

@@ -22,6 +22,7 @@ from vectorstore.base import (
     as_query_matrix,
     check_k,
     dedupe_records,
+    ids_and_distances,
     make_hit,
     order_hits,
     split_refs,
@@ -387,10 +388,12 @@ class EdgeStore:
         *,
         with_vectors: bool = False,
         ef: int | None = None,
+        fields: Sequence[str] | None = None,
     ) -> list[list[Hit]]:
         check_k(k)
         mat = as_query_matrix(vectors, self.config.dim)
         out: list[list[Hit] | None] = [None] * len(mat)
+        payload = True if fields is None else qe.PayloadSelector.Include(list(fields))
         broad = self._broad_groups(filter, k)
         if broad is not None:
             for i, hits in enumerate(self._post_filtered(mat, k, broad, with_vectors, ef)):
@@ -404,7 +407,7 @@ class EdgeStore:
                     limit=k,
                     query=qe.Query.Nearest(mat[i].tolist()),
                     filter=flt,
-                    with_payload=True,
+                    with_payload=payload,
                     with_vector=with_vectors,
                     params=params,
                 )
@@ -486,6 +489,52 @@ class EdgeStore:
             ]
             for rows in kept
         ]
+
+    @_reading
+    def search_ids(
+        self,
+        vectors: np.ndarray,
+        k: int,
+        filter: SearchFilter | None = None,
+        *,
+        ef: int | None = None,
+        exact_vectors: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        check_k(k)
+        mat = as_query_matrix(vectors, self.config.dim)
+        flt = self._compile(filter)
+        params = self._params(k, ef)
+        if exact_vectors and self.config.int8:
+            params = qe.SearchParams(
+                hnsw_ef=params.hnsw_ef,
+                quantization=qe.QuantizationSearchParams(ignore=True),
+                acorn=params.acorn,
+            )
+        requests = [
+            qe.QueryRequest(
+                limit=k,
+                query=qe.Query.Nearest(row.tolist()),
+                filter=flt,
+                with_payload=False,
+                with_vector=False,
+                params=params,
+            )
+            for row in mat
+        ]
+        results = self._shard.query_batch(qe.QueryBatchRequest(requests))
+        return ids_and_distances(results, k, lambda p: p.id, lambda p: p.score)
+
+    @_reading
+    def payload_values(self, point_ids: Sequence[object], field: str) -> list[str]:
+        if not point_ids:
+            return []
+        recs = self._shard.retrieve(
+            [str(i) for i in point_ids],
+            with_payload=qe.PayloadSelector.Include([field]),
+            with_vector=False,
+        )
+        found = {str(r.id): str((r.payload or {}).get(field, "")) for r in recs}
+        return [found.get(str(i), "") for i in point_ids]
 
     @_reading
     def retrieve(self, cells: Sequence[CellRef], *, with_vectors: bool = True) -> list[Hit]:

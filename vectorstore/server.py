@@ -22,6 +22,7 @@ from vectorstore.base import (
     as_query_matrix,
     check_k,
     dedupe_records,
+    ids_and_distances,
     make_hit,
     order_hits,
     split_refs,
@@ -171,6 +172,7 @@ class QdrantServerStore:
         *,
         with_vectors: bool = False,
         ef: int | None = None,
+        fields: Sequence[str] | None = None,
     ) -> list[list[Hit]]:
         check_k(k)
         mat = as_query_matrix(vectors, self.config.dim)
@@ -193,7 +195,7 @@ class QdrantServerStore:
                 query=row.tolist(),
                 limit=k,
                 filter=flt,
-                with_payload=True,
+                with_payload=True if fields is None else list(fields),
                 with_vector=with_vectors,
                 params=params,
             )
@@ -202,6 +204,47 @@ class QdrantServerStore:
         with _quiet_local(self._local):
             responses = self._client.query_batch_points(self.collection, requests)
         return [[make_hit(p.score, p.payload, p.vector) for p in r.points] for r in responses]
+
+    def search_ids(
+        self,
+        vectors: np.ndarray,
+        k: int,
+        filter: SearchFilter | None = None,
+        *,
+        ef: int | None = None,
+        exact_vectors: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        check_k(k)
+        mat = as_query_matrix(vectors, self.config.dim)
+        quant = None
+        if self.config.int8:
+            quant = qm.QuantizationSearchParams(
+                ignore=exact_vectors,
+                rescore=self.config.rescore,
+                oversampling=self.config.oversampling,
+            )
+        params = qm.SearchParams(hnsw_ef=max(ef or self.config.search_ef, k), quantization=quant)
+        flt = to_client_filter(filter)
+        requests = [
+            qm.QueryRequest(
+                query=row.tolist(), limit=k, filter=flt, with_payload=False, params=params
+            )
+            for row in mat
+        ]
+        with _quiet_local(self._local):
+            responses = self._client.query_batch_points(self.collection, requests)
+        return ids_and_distances(
+            [r.points for r in responses], k, lambda p: str(p.id), lambda p: p.score
+        )
+
+    def payload_values(self, point_ids: Sequence[object], field: str) -> list[str]:
+        if not point_ids:
+            return []
+        recs = self._client.retrieve(
+            self.collection, ids=[str(i) for i in point_ids], with_payload=[field]
+        )
+        found = {str(r.id): str((r.payload or {}).get(field, "")) for r in recs}
+        return [found.get(str(i), "") for i in point_ids]
 
     def retrieve(self, cells: Sequence[CellRef], *, with_vectors: bool = True) -> list[Hit]:
         pairs, bare = split_refs(cells)

@@ -127,13 +127,21 @@ class _Timer:
 # ------------------------------------------------------------------------------ defaults
 
 
-def default_validator(min_gene_overlap: float) -> Validator:
-    """The datasets package's full validation (raw counts, overlap, ontology terms, unique ids)."""
+def default_validator(
+    min_gene_overlap: float, *, defaults: Mapping[str, str] | None = None
+) -> Validator:
+    """The datasets package's full validation (raw counts, overlap, ontology terms, unique ids);
+    ``defaults`` (a job's metadata) fill required obs columns the file lacks."""
 
     def validate(path: Path, vocabulary: Sequence[str]) -> ValidationSummary:
         from celldata.validate import validate_dataset
 
-        report = validate_dataset(path, vocabulary=vocabulary, min_gene_overlap=min_gene_overlap)
+        report = validate_dataset(
+            path,
+            vocabulary=vocabulary,
+            min_gene_overlap=min_gene_overlap,
+            defaults=defaults or {},
+        )
         return summarise_report(report)
 
     return validate
@@ -177,7 +185,8 @@ class PayloadBuilder:
         self._job = job
         self._model_version = model_version
         self._ancestors = ancestors
-        self._cache: dict[str, list[str]] = {"": []}
+        # "unknown": CELLxGENE's cell without a type, stored without ancestors (never votes)
+        self._cache: dict[str, list[str]] = {"": [], "unknown": []}
 
     def ancestors_of(self, term_id: str) -> list[str]:
         cached = self._cache.get(term_id)
@@ -188,8 +197,10 @@ class PayloadBuilder:
     def column(self, obs: pd.DataFrame, name: str) -> np.ndarray:
         """Values of payload field ``name`` for every cell (obs column, else job metadata)."""
         n = len(obs)
-        if name == "study_id" and self._job.study_id:
-            return np.full(n, self._job.study_id, dtype=object)
+        if name == "study_id" and "study_id" in self._job.metadata:  # an explicit override
+            return np.full(n, self._job.metadata["study_id"], dtype=object)
+        if name == "study_id" and "study_id" not in obs.columns and self._job.study_id:
+            return np.full(n, self._job.study_id, dtype=object)  # a file's own column is kept
         for col in OBS_COLUMNS[name]:
             if col in obs.columns:
                 values = obs[col].astype(str).to_numpy(dtype=object)
@@ -376,7 +387,10 @@ def _run_opened(
     """The job over an input opened once (``source.path`` names the handle, see paths)."""
     path = source.path
     _check_dataset_free(job, jobs)
-    validate = options.validator or default_validator(options.min_gene_overlap)
+    # metadata defaults (``--meta tissue_ontology_term_id=...``) stand in for missing columns
+    validate = options.validator or default_validator(
+        options.min_gene_overlap, defaults=job.metadata
+    )
     started = timer.clock()
     summary = validate(path, list(encoder.genes))
     timer.add("validate", started)

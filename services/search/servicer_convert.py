@@ -61,12 +61,51 @@ def matrix_to_embeddings(matrix: np.ndarray) -> pb.Embeddings:
     return pb.Embeddings(dim=mat.shape[1], values=mat.ravel().tolist())
 
 
+def _csr_from_packed(msg: pb.CsrCounts, n_genes: int) -> sp.csr_matrix:
+    """The packed form: three little-endian arrays, checked before they are trusted."""
+    n = int(msg.n_cells)
+    if len(msg.indptr) != 8 * (n + 1) or len(msg.indices) % 4 or len(msg.data) % 4:
+        text = (
+            f"expression.csr is malformed: indptr holds {len(msg.indptr)} bytes for "
+            f"{n} cells (need {8 * (n + 1)}), indices {len(msg.indices)} and data "
+            f"{len(msg.data)} bytes (multiples of 4)"
+        )
+        raise ValueError(text)
+    indptr = np.frombuffer(msg.indptr, dtype="<i8")
+    indices = np.frombuffer(msg.indices, dtype="<i4")
+    data = np.frombuffer(msg.data, dtype="<f4")
+    nnz = len(data)
+    if (
+        n == 0
+        or len(indices) != nnz
+        or indptr[0] != 0
+        or indptr[-1] != nnz
+        or np.any(np.diff(indptr) < 0)
+    ):
+        text = "expression.csr is malformed: indptr must rise from 0 to the number of values"
+        raise ValueError(text)
+    if nnz and (indices.min() < 0 or indices.max() >= n_genes):
+        text = (
+            f"expression.csr refers to gene index {int(indices.max())} but only {n_genes} "
+            "genes are listed"
+        )
+        raise ValueError(text)
+    mat = sp.csr_matrix((data, indices, indptr), shape=(n, n_genes))
+    mat.sum_duplicates()
+    return mat
+
+
 def expression_to_csr(msg: pb.ExpressionProfiles) -> tuple[sp.csr_matrix, list[str]]:
     """Raw counts as a ``cells x genes`` CSR matrix and the gene names of its columns."""
     genes = list(msg.genes)
     if not genes:
         text = "expression.genes is empty: list the gene ids or symbols the counts refer to"
         raise ValueError(text)
+    if msg.HasField("csr"):
+        if msg.cells:
+            text = "expression sets both cells and csr: send the counts in one form"
+            raise ValueError(text)
+        return _csr_from_packed(msg.csr, len(genes)), genes
     if not msg.cells:
         text = "expression.cells is empty: send at least one cell's counts"
         raise ValueError(text)

@@ -2,14 +2,16 @@
 
 Every call the gRPC layer makes into query planning goes through these few functions,
 so the servicers stay decode -> call -> encode and the core can change shape behind them.
-The only state here is the annotation calibration (the reference's own neighbour
-distances), cached per reference filter and recomputed when the atlas changes size.
+The only state here is what annotation precomputes per reference (the cross-study
+calibration and the label space of the vote), cached per reference filter and recomputed
+when the atlas changes size.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -97,43 +99,119 @@ def search_centroid(
     )
 
 
+@dataclass(frozen=True)
+class Reference:
+    """What annotation precomputes per reference: the calibration and the label space."""
+
+    calibration: core_annotate.Calibration
+    space: core_annotate.LabelSpace
+    labels: core_annotate.PointLabels
+
+
 class Annotator:
-    """Annotation with a calibration cached per reference filter and atlas size."""
+    """Annotation with the calibration and label space cached per reference filter and
+    atlas size (a new ingestion changes the size, so the cache follows the atlas)."""
 
-    def __init__(self) -> None:
+    def __init__(self, config: core_annotate.AnnotationConfig | None = None) -> None:
+        self.config = config or core_annotate.AnnotationConfig()
         self._lock = threading.Lock()
-        self._cache: dict[tuple[str, int, int], core_annotate.Calibration] = {}
+        self._cache: dict[tuple[str, int, int], Reference] = {}
 
-    def calibration(
+    def reference(
         self, store: Any, reference: Any, config: core_annotate.AnnotationConfig
-    ) -> core_annotate.Calibration:
-        size = store.count(reference)
+    ) -> Reference:
+        voters = core_annotate.reference_filter(config, reference, store=store)
+        size = store.count(voters)
         if size < 2:
             text = (
-                f"the reference is empty ({size} stored cell(s) pass the filter; at least 2 "
+                f"the reference is empty ({size} labelled cell(s) pass the filter; at least 2 "
                 "are needed): ingest labelled cells first or widen the filter"
             )
             raise EmptyReferenceError(text)
-        key = (repr(reference), size, config.rep_neighbours)
+        key = (repr(voters), size, config.rep_neighbours)
         with self._lock:
             cached = self._cache.get(key)
         if cached is not None:
             return cached
-        sample = _sample_refs(store, reference, min(CALIBRATION_SAMPLE, size))
-        calibration = core_annotate.calibrate(store, sample, config=config, reference=reference)
+        space = core_annotate.label_space(
+            store.facet("cell_type_id", voters, limit=100_000),
+            floor=config.floor,
+            safelist=config.safelist,
+            blocklist=config.blocklist,
+        )
+        sample = _sample_refs(store, voters, min(CALIBRATION_SAMPLE, size))
+        calibration = core_annotate.calibrate(
+            store, sample, config=config, reference=reference, space=space
+        )
+        entry = Reference(calibration, space, core_annotate.PointLabels(store, space))
         with self._lock:
-            self._cache[key] = calibration
-        return calibration
+            self._cache[key] = entry
+        return entry
+
+    def calibration(
+        self, store: Any, reference: Any, config: core_annotate.AnnotationConfig
+    ) -> core_annotate.Calibration:
+        return self.reference(store, reference, config).calibration
 
     def annotate(
-        self, store: Any, vectors: np.ndarray, k: int, msg_filter: pb.Filter | None
-    ) -> list[core_annotate.Annotation]:
+        self,
+        store: Any,
+        vectors: np.ndarray,
+        k: int,
+        msg_filter: pb.Filter | None,
+        *,
+        with_neighbours: bool = False,
+        unknown_quantile: float | None = None,
+    ) -> core_annotate.Annotations:
         reference = store_filter(msg_filter)
-        config = core_annotate.AnnotationConfig(k=k, rep_neighbours=min(5, k))
-        calibration = self.calibration(store, reference, config)
+        config = self._config(k, unknown_quantile, with_neighbours=with_neighbours)
+        ref = self.reference(store, reference, config)
         return core_annotate.annotate(
-            store, vectors, calibration, config=config, reference=reference
+            store,
+            vectors,
+            ref.calibration,
+            config=config,
+            reference=reference,
+            space=ref.space,
+            labels=ref.labels,
         )
+
+    def _config(
+        self, k: int, unknown_quantile: float | None, *, with_neighbours: bool = False
+    ) -> core_annotate.AnnotationConfig:
+        return replace(
+            self.config,
+            k=k,
+            rep_neighbours=min(self.config.rep_neighbours, k),
+            with_neighbours=with_neighbours,
+            unknown_quantile=unknown_quantile or self.config.unknown_quantile,
+        )
+
+    def parameters(
+        self,
+        store: Any,
+        k: int,
+        msg_filter: pb.Filter | None,
+        *,
+        unknown_quantile: float | None = None,
+    ) -> dict[str, str]:
+        """How the annotation is made, for a reply (and the CLI's ``uns``)."""
+        reference = store_filter(msg_filter)
+        config = self._config(k, unknown_quantile)
+        cal = self.reference(store, reference, config).calibration
+        return {
+            "k": str(config.k),
+            "ef": str(config.ef or ""),
+            "min_confidence": str(config.min_confidence),
+            "rep_neighbours": str(config.rep_neighbours),
+            "unknown_quantile": str(config.unknown_quantile),
+            "unknown_threshold": f"{cal.threshold(config.unknown_quantile):.6g}",
+            "calibration": "cross-study" if cal.cross_study else "leave-one-out",
+            "floor": "cellxgene high-level cell types"
+            if config.floor is None
+            else ",".join(config.floor),
+            "weights": f"1/(distance+{config.eps:g})",
+        }
 
 
 def _sample_refs(store: Any, reference: Any, n: int) -> list[tuple[str, str]]:

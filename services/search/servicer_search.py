@@ -8,6 +8,7 @@ from typing import Any
 import grpc
 import numpy as np
 
+from celldata.counts import check_counts
 from cellsearch.v1 import cellsearch_pb2 as pb
 from cellsearch.v1 import cellsearch_pb2_grpc as pb_grpc
 from services.search import query as core_query
@@ -55,8 +56,11 @@ def decode_query(deps: ServiceDeps, request: Any) -> QueryCells:
         check_n_cells(mat.shape[0], limit)
         return QueryCells(vectors=mat)
     if which == "expression":
-        check_n_cells(len(request.expression.cells), limit)
-        counts, genes = expression_to_csr(request.expression)
+        expr = request.expression
+        check_n_cells(expr.csr.n_cells if expr.HasField("csr") else len(expr.cells), limit)
+        counts, genes = expression_to_csr(expr)
+        # the ingestion check: log-normalised or scaled values are refused, never embedded
+        check_counts(counts, where="expression", location="the request's counts")
         embedded = deps.encoder.embed(counts, gene_names=genes)
         return QueryCells(vectors=np.asarray(embedded, dtype=np.float32))
     refs = refs_from_proto(request.cells.cells)
@@ -123,6 +127,8 @@ class CellSearchServicer(pb_grpc.CellSearchServicer):
     def Annotate(
         self, request_iterator: Iterator[pb.AnnotateRequest], context: grpc.ServicerContext
     ) -> Iterator[pb.AnnotateReply]:
+        """One reply per request batch, as soon as it is done: a client keeps every batch
+        already answered whatever happens to a later one."""
         offset = 0
         for request in request_iterator:
             if not context.is_active():  # deadline passed or client gone: stop working
@@ -138,15 +144,26 @@ class CellSearchServicer(pb_grpc.CellSearchServicer):
             if len(names) != n:
                 text = f"cell_names lists {len(names)} names for {n} query cells"
                 raise ValueError(text)
-            rows = self.annotator.annotate(
+            msg_filter = request.filter if request.HasField("filter") else None
+            quantile = round(float(request.unknown_quantile), 6) or None  # a float32 on the wire
+            if quantile is not None and not 0.0 < quantile <= 1.0:
+                text = f"unknown_quantile must be in (0, 1], got {quantile:g}"
+                raise ValueError(text)
+            result = self.annotator.annotate(
                 self.deps.store,
                 vectors,
                 k,
-                request.filter if request.HasField("filter") else None,
+                msg_filter,
+                with_neighbours=request.with_neighbours,
+                unknown_quantile=quantile,
             )
             yield pb.AnnotateReply(
-                annotations=[_annotation(name, row) for name, row in zip(names, rows, strict=True)],
+                annotations=annotations_to_proto(names, result),
                 model_version=_model_version(self.deps),
+                offset=offset,
+                parameters=self.annotator.parameters(
+                    self.deps.store, k, msg_filter, unknown_quantile=quantile
+                ),
             )
             offset += n
 
@@ -165,15 +182,47 @@ class CellSearchServicer(pb_grpc.CellSearchServicer):
         )
 
 
-def _annotation(name: str, row: Any) -> pb.Annotation:
-    term = row.label
-    return pb.Annotation(
-        cell_name=name,
-        cell_type_id=term,
-        cell_type=term if row.is_unknown else term_label(term),
-        confidence=float(row.confidence),
-        representation_confidence=float(row.representation),
-        unknown=bool(row.is_unknown),
-        fell_back_to_ancestor=bool(row.via_lca),
-        mean_distance=float(row.distance),
-    )
+def annotations_to_proto(names: list[str], result: Any) -> list[pb.Annotation]:
+    """One ``Annotation`` per query cell from the core's columnar result."""
+    out = []
+    for i, name in enumerate(names):
+        term = result.label[i]
+        unknown = bool(result.is_unknown[i])
+        fine = result.best_fine_label[i]
+        comp = result.competing_label[i]
+        neighbours = []
+        if result.neighbours is not None:
+            neighbours = [
+                pb.Hit(
+                    cell_id=h.cell_id,
+                    dataset_id=h.dataset_id,
+                    score=float(h.score),
+                    distance=float(h.distance),
+                )
+                for h in result.neighbours[i]
+            ]
+        out.append(
+            pb.Annotation(
+                cell_name=name,
+                cell_type_id=term,
+                cell_type=term if unknown else term_label(term),
+                confidence=float(result.confidence[i]),
+                representation_confidence=float(result.representation[i]),
+                unknown=unknown,
+                fell_back_to_ancestor=bool(result.via_ancestor[i]),
+                mean_distance=float(result.distance[i]),
+                best_fine_cell_type_id=fine,
+                best_fine_cell_type=term_label(fine),
+                competing_cell_type_id=comp,
+                competing_cell_type=term_label(comp),
+                competing_share=float(result.competing_share[i]),
+                margin=float(result.margin[i]),
+                nearest_distance=float(result.nearest_distance[i]),
+                votes=[
+                    pb.LabelShare(cell_type_id=lab, cell_type=term_label(lab), share=share)
+                    for lab, share in zip(result.top_labels[i], result.top_shares[i], strict=True)
+                ],
+                neighbours=neighbours,
+            )
+        )
+    return out

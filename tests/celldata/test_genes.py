@@ -33,10 +33,31 @@ def test_align_genes_reorders_and_zero_fills_like_a_dense_reference():
     expected = np.zeros((50, 4), dtype=np.float32)
     expected[:, 0] = dense[:, 3]
     expected[:, 1] = dense[:, 0]
-    expected[:, 3] = dense[:, 2]  # first MS4A1 wins
+    expected[:, 3] = dense[:, 2] + dense[:, 4]  # both MS4A1 copies add up (SCimilarity's rule)
     assert out.shape == (50, 4)
     assert out.has_sorted_indices
     np.testing.assert_array_equal(out.toarray(), expected)
+
+
+def test_duplicate_symbols_are_summed_never_dropped():
+    # two Ensembl ids of one symbol and a repeated symbol: every count reaches the model
+    var_names = ["CD3D", "ENSG00000167286", "CD14", "CD14"]
+    alignment = align_genes(var_names, ["CD3D", "CD14"], min_overlap=2)
+    assert (alignment.n_matched, alignment.n_duplicates) == (2, 2)
+    counts = sp.csr_matrix(np.array([[1, 2, 3, 4], [0, 5, 0, 6]], dtype=np.float32))
+    np.testing.assert_array_equal(alignment.apply(counts).toarray(), [[3, 7], [5, 6]])
+
+
+def test_fractional_overlap_is_capped_at_scimilaritys_5000_genes():
+    vocab = [f"G{i}" for i in range(28_231)]
+    # 6,000 of 28,231 genes: SCimilarity accepts it, half the model (14,116) would not
+    alignment = align_genes(vocab[:6000], vocab, min_overlap=0.5)
+    assert alignment.n_matched == 6000
+    with pytest.raises(InsufficientGeneOverlapError) as err:
+        align_genes(vocab[:4999], vocab, min_overlap=0.5)
+    assert err.value.details["required"] == 5000
+    # a small model keeps its half: 1,000 of 2,000
+    assert align_genes(vocab[:1000], vocab[:2000], min_overlap=0.5).n_matched == 1000
 
 
 def test_insufficient_overlap_says_how_many_matched():

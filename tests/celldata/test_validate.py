@@ -119,6 +119,31 @@ def test_query_datasets_need_no_metadata(make_obs, write_h5ad):
     assert validate_dataset(path, vocabulary=VOCAB, required_obs=()).n_cells == 20
 
 
+def test_cellxgenes_unknown_cell_type_is_valid_but_an_unknown_tissue_is_not(make_obs, write_h5ad):
+    obs = make_obs(20)
+    obs["cell_type_ontology_term_id"] = obs["cell_type_ontology_term_id"].astype(str)
+    obs.loc[["cell3", "cell7"], "cell_type_ontology_term_id"] = "unknown"
+    report = validate_dataset(write_h5ad(obs=obs), vocabulary=VOCAB)
+    assert "unknown" not in report.terms["cell_type_ontology_term_id"]
+    obs.loc["cell5", "tissue_ontology_term_id"] = "unknown"
+    _raises_and_writes_nothing(
+        write_h5ad(obs=obs), MissingMetadataError, r"'tissue_ontology_term_id' is empty"
+    )
+
+
+def test_metadata_defaults_fill_missing_columns_and_are_checked(make_obs, write_h5ad):
+    path = write_h5ad(obs=make_obs(20).drop(columns=["tissue_ontology_term_id"]))
+    lung = {"tissue_ontology_term_id": "UBERON:0002048"}
+    report = validate_dataset(path, vocabulary=VOCAB, defaults=lung)
+    assert report.terms["tissue_ontology_term_id"] == ["UBERON:0002048"]
+    with pytest.raises(UnknownTermError, match="UBERON:9999999"):
+        validate_dataset(
+            path, vocabulary=VOCAB, defaults={"tissue_ontology_term_id": "UBERON:9999999"}
+        )
+    with pytest.raises(MissingMetadataError, match="tissue_ontology_term_id"):
+        validate_dataset(path, vocabulary=VOCAB)
+
+
 def test_unknown_term(make_obs, write_h5ad):
     obs = make_obs(20)
     obs["cell_type_ontology_term_id"] = "CL:9999999"

@@ -122,3 +122,23 @@ def test_model_version_tracks_weights(small_encoder):
         clone.module.encoder.first_linear().weight[0, 0] += 1.0
     clone._invalidate()
     assert clone.model_version != version
+
+
+def test_embed_reads_counts_by_the_one_rule(small_encoder, counts, genes):
+    import anndata as ad
+
+    from celldata.errors import NotRawCountsError
+    from encoder.data import log_normalize
+
+    direct = small_encoder.embed(counts)
+    adata = ad.AnnData(X=counts.copy())
+    adata.var_names = genes
+    adata.raw = adata
+    adata.X = log_normalize(counts)  # CELLxGENE's layout: counts in .raw
+    np.testing.assert_allclose(small_encoder.embed(adata), direct, atol=1e-6)
+    adata.layers["counts"] = counts
+    np.testing.assert_allclose(small_encoder.embed(adata, layer="counts"), direct, atol=1e-6)
+    with pytest.raises(NotRawCountsError, match="looks log-normalised"):
+        small_encoder.embed(adata, layer="X")
+    with pytest.raises(NotRawCountsError, match="looks log-normalised"):
+        small_encoder.embed(log_normalize(counts))

@@ -96,6 +96,36 @@ def test_filtered_search_equals_exact_masked_search(shared_store, atlas, flt):
         assert all(flt is None or flt.matches(h.payload) for h in hits)
 
 
+@pytest.mark.parametrize("exact_vectors", [False, True])
+def test_search_ids_equals_search_and_reads_fields_by_id(shared_store, atlas, exact_vectors):
+    rng = np.random.default_rng(2)
+    queries = np.stack([atlas[i].vector for i in (5, 60)]) + 0.1 * rng.normal(size=(2, 128))
+    flt = SearchFilter(must={"cell_type_ancestors": [T_CELL]})
+    ids, dists = shared_store.search_ids(queries, 10, flt, exact_vectors=exact_vectors)
+    assert ids.shape == dists.shape == (2, 10)
+    for q, row, drow in zip(queries, ids, dists, strict=True):
+        cells = shared_store.payload_values(list(row), "cell_id")
+        assert cells == exact_topk(atlas, q, 10, flt)
+        assert list(drow) == sorted(drow)
+    labels = shared_store.payload_values(list(ids[0]), "cell_type_id")
+    assert all(T_CELL in ontology_ancestors(lab) for lab in labels)
+    # fewer matches than k: None ids and infinite distances pad the row
+    few = SearchFilter(must={"cell_id": [atlas[0].cell_id, atlas[1].cell_id]})
+    ids, dists = shared_store.search_ids(queries[:1], 5, few)
+    assert list(ids[0, 2:]) == [None] * 3 and np.isinf(dists[0, 2:]).all()
+
+
+def test_search_reads_only_the_fields_asked_for(shared_store, atlas):
+    (hits,) = shared_store.search(atlas[3].vector, k=3, fields=("cell_type_id",))
+    assert set(hits[0].payload) == {"cell_type_id"}
+
+
+def ontology_ancestors(term: str) -> set[str]:
+    import ontology
+
+    return set(ontology.ancestors(term))
+
+
 def test_t_cell_filter_finds_cd4_and_cd8_not_b_cells(shared_store, atlas):
     b_cell = next(r for r in atlas if r.payload["cell_type_id"] == "CL:0000236")
     (hits,) = shared_store.search(
