@@ -78,7 +78,7 @@ def model_card(enc: CellEncoder, data: ad.AnnData) -> dict[str, object]:
         "recipe": (
             "TrainConfig() defaults (docs/encoder.md, 'Training recipe'): triplet 0.5 at margin "
             "0.2 + label proxies 1.0 + reconstruction 0.1, augmentation p=0.5, early stopping on "
-            "held-out studies, then a refit on every study; hidden "
+            "held-out studies (best weights kept); hidden "
             f"{list(HIDDEN)}, the recipe's architecture"
         ),
         "held_out": {
@@ -86,7 +86,7 @@ def model_card(enc: CellEncoder, data: ad.AnnData) -> dict[str, object]:
             "macro_f1": best.get("val_macro_f1"),
             "accuracy": best.get("val_accuracy"),
             "best_epoch": t["best_epoch"],
-            "note": "scored by the selection run, before the refit saw these studies",
+            "note": "studies the model never trained on",
         },
         "command": "python -m encoder.build_default",
     }

@@ -28,12 +28,12 @@ VARIANTS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("without the proxy loss", {"proxy_weight": 0.0}),
     ("without the triplet loss", {"triplet_weight": 0.0}),
     ("without augmentation", {"augment": "none"}),
-    ("without the refit on all studies", {"refit": False}),
+    ("with a refit on all studies after early stopping", {"refit": True}),
     ("with reconstruction weight 0.5", {"recon_weight": 0.5}),
     ("reconstruction only", {"triplet_weight": 0.0, "proxy_weight": 0.0, "recon_weight": 1.0}),
     (
         "previous defaults (triplet 0.001 / recon 0.999, margin 0.05, 20 epochs, no proxy, "
-        "no augmentation, no refit)",
+        "no augmentation)",
         {
             "triplet_weight": 0.001,
             "recon_weight": 0.999,
@@ -42,7 +42,6 @@ VARIANTS: tuple[tuple[str, dict[str, Any]], ...] = (
             "patience": 5,
             "proxy_weight": 0.0,
             "augment": "none",
-            "refit": False,
         },
     ),
 )
