@@ -300,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--unknown-quantile",
         type=float,
         default=0.0,
-        help="how strict the unknown flag is (default: the server's, 0.8; 0.99: outliers only)",
+        help="how strict the unknown flag is (default: the server's, 0.95; 0.8 flags more)",
     )
     _add_filter_args(p)
 
