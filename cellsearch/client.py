@@ -483,9 +483,9 @@ class CellSearchClient:
         ``layer=``), raw counts with ``genes``, ``(n, 128)`` embeddings or stored cell ids.
         Large queries stream in batches of ``batch_size`` cells; ``timeout`` bounds each batch.
         ``unknown_quantile`` sets how strict the "unknown" flag is (0: the server's default,
-        0.95; 0.8 flags more new types and more known cells). ``progress`` draws a progress bar on stderr. If
-        a batch fails, the :class:`CellSearchError` raised carries the batches already
-        answered in ``.partial``.
+        0.95; 0.8 flags more new types and more known cells). ``progress`` draws a progress
+        bar on stderr. If a batch fails, the :class:`CellSearchError` raised carries the
+        batches already answered in ``.partial``.
         """
         frames: list[pd.DataFrame] = []
         bar = None
