@@ -200,6 +200,39 @@ def evaluate(
     return {"val_macro_f1": macro_f1(truth, pred), "val_accuracy": accuracy(truth, pred)}
 
 
+#: Nearest reference cells whose mean distance measures how far a cell sits from the reference
+#: (the annotation service's ``rep_neighbours``).
+HELD_OUT_NEIGHBOURS = 5
+
+
+def held_out_distances(
+    module: AutoEncoder,
+    td: TrainingData,
+    ref_idx: np.ndarray,
+    val_idx: np.ndarray,
+    device: str,
+    n_quantiles: int = 201,
+) -> dict[str, Any]:
+    """How far cells of *unseen studies* sit from the training studies: quantiles of each
+    held-out cell's mean cosine distance (1 - similarity) to its nearest training cells.
+
+    The reference's own cross-study distances are smaller than a new study's, because the
+    encoder was trained to pull exactly those studies together; the held-out studies were
+    never trained on, so they are what a query study looks like. The annotation service
+    calibrates its "unknown" flag on these when the model carries them.
+    """
+    ref = torch.from_numpy(embed_dense(module, td.x[ref_idx], device)).float()
+    query = torch.from_numpy(embed_dense(module, td.x[val_idx], device)).float()
+    k = min(HELD_OUT_NEIGHBOURS, len(ref_idx))
+    means = [
+        (1.0 - (query[s : s + 2048] @ ref.T).topk(k, dim=1).values).mean(dim=1)
+        for s in range(0, len(query), 2048)
+    ]
+    values = torch.cat(means).numpy().astype(np.float64)
+    quantiles = np.quantile(values, np.linspace(0.0, 1.0, n_quantiles)).round(6).tolist()
+    return {"neighbours": k, "quantiles": quantiles}
+
+
 class CosineSchedule:
     """Linear warm-up then cosine decay over ``total`` steps; ``total`` may shrink mid-run.
 
@@ -483,6 +516,7 @@ def _fit(
     module = run.module
     if best_state is not None:
         module.load_state_dict(best_state)
+    held_out = held_out_distances(module, td, ref_idx, val_idx, device) if len(val_idx) else None
     refit_epochs = 0
     if refit and best_epoch > 0:
         # Same recipe, every study, the number of epochs the held-out studies chose; the
@@ -512,6 +546,7 @@ def _fit(
         "best_epoch": best_epoch,
         "refit_epochs": refit_epochs,
         "val_studies": val_studies,
+        "held_out_distances": held_out,
         "n_train_cells": len(train_idx),
         "n_val_cells": len(val_idx),
         "studies": td.study_vocab,

@@ -33,27 +33,26 @@ PBMC_MIN_OVERLAP = 0.2
 
 
 def pseudo_counts(split: Split) -> sp.csr_matrix:
-    """Raw counts when the split has them, else ``expm1`` of its log-normalised values."""
+    """Raw counts when the split has them, else ``expm1`` of its log-normalised values, rounded.
+
+    pbmc68k's pseudo-counts are counts per 10k; rounding them is harmless (one UMI of a
+    ~2,000-UMI cell is ~5 per 10k) and lets them pass the raw-count check every reader and
+    ``CellEncoder.embed`` apply.
+    """
     if split.counts is not None:
         return sp.csr_matrix(split.counts, dtype=np.float32)
     x = sp.csr_matrix(split.lognorm, dtype=np.float32, copy=True)
-    x.data = np.expm1(x.data)
+    x.data = np.rint(np.expm1(x.data))
+    x.eliminate_zeros()
     return x
 
 
 def _reference_part(split: Split, genes: list[str]) -> ad.AnnData:
-    """The split's reference cells as a file ``cellsearch train`` reads: integer counts.
-
-    pbmc68k's pseudo-counts are counts per 10k; rounding them is harmless (one UMI of a
-    ~2,000-UMI cell is ~5 per 10k) and lets them pass the raw-count check every reader applies.
-    """
+    """The split's reference cells as a file ``cellsearch train`` reads: integer counts."""
     from celldata.genes import align_genes
 
     ref = split.is_ref
     x = pseudo_counts(split)[ref]
-    if split.counts is None:
-        x.data = np.rint(x.data)
-        x.eliminate_zeros()
     if list(split.genes) != list(genes):
         x = align_genes(list(split.genes), genes, min_overlap=PBMC_MIN_OVERLAP).apply(x)
     obs = pd.DataFrame(

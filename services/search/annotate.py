@@ -31,9 +31,10 @@ reference cells are from other studies is flagged ``unknown`` whatever its vote 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -388,6 +389,35 @@ class Calibration:
 
     def threshold(self, quantile: float) -> float:
         return float(np.quantile(self.distances, quantile))
+
+    @classmethod
+    def from_held_out(cls, held_out: Mapping[str, Any]) -> Calibration:
+        """The encoder's own yardstick: distances of studies it was never trained on.
+
+        ``cellsearch train`` records, for the held-out studies that picked its best epoch,
+        quantiles of each cell's mean distance to its nearest training cells
+        (``training["held_out_distances"]``). Reference cells sit closer to each other than
+        any new study will, since the encoder learned to pull exactly those studies together.
+        """
+        return cls(
+            np.sort(np.asarray(held_out["quantiles"], dtype=np.float64)),
+            int(held_out["neighbours"]),
+        )
+
+
+def wider_calibration(
+    store_cal: Calibration, held_out: Mapping[str, Any] | None, quantile: float
+) -> Calibration:
+    """The store's cross-study calibration or the model's held-out one, whichever flags less.
+
+    A cell flagged "unknown" loses its label, so when the two disagree the one with the
+    larger threshold at ``quantile`` wins (the store may hold another reference than the one
+    the encoder was trained on).
+    """
+    if not held_out or int(held_out.get("neighbours", -1)) != store_cal.rep_neighbours:
+        return store_cal
+    model = Calibration.from_held_out(held_out)
+    return model if model.threshold(quantile) > store_cal.threshold(quantile) else store_cal
 
 
 def reference_filter(

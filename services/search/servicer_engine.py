@@ -10,7 +10,7 @@ when the atlas changes size.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -112,8 +112,14 @@ class Annotator:
     """Annotation with the calibration and label space cached per reference filter and
     atlas size (a new ingestion changes the size, so the cache follows the atlas)."""
 
-    def __init__(self, config: core_annotate.AnnotationConfig | None = None) -> None:
+    def __init__(
+        self,
+        config: core_annotate.AnnotationConfig | None = None,
+        held_out: Callable[[], Mapping[str, Any] | None] | None = None,
+    ) -> None:
         self.config = config or core_annotate.AnnotationConfig()
+        #: The encoder's held-out-study distances (see ``Calibration.from_held_out``).
+        self._held_out = held_out
         self._lock = threading.Lock()
         self._cache: dict[tuple[str, int, int], Reference] = {}
 
@@ -143,6 +149,10 @@ class Annotator:
         calibration = core_annotate.calibrate(
             store, sample, config=config, reference=reference, space=space
         )
+        if self._held_out is not None:
+            calibration = core_annotate.wider_calibration(
+                calibration, self._held_out(), self.config.unknown_quantile
+            )
         entry = Reference(calibration, space, core_annotate.PointLabels(store, space))
         with self._lock:
             self._cache[key] = entry

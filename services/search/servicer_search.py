@@ -75,7 +75,9 @@ class CellSearchServicer(pb_grpc.CellSearchServicer):
     def __init__(self, deps: ServiceDeps) -> None:
         self.deps = deps
         self.limits = engine.limits_of(deps.settings)
-        self.annotator = engine.Annotator()
+        self.annotator = engine.Annotator(
+            held_out=lambda: deps.encoder.training.get("held_out_distances")
+        )
 
     @grpc_errors
     def Search(self, request: pb.SearchRequest, context: grpc.ServicerContext) -> pb.SearchReply:

@@ -133,3 +133,14 @@ def test_unknown_cells_are_left_out_of_training():
     enc = CellEncoder.train(adata, config=small_config(epochs=1), encoder_config=ENC)
     assert "unknown" not in enc.labels
     assert enc.training["n_train_cells"] + enc.training["n_val_cells"] == adata.n_obs - 30
+
+
+@pytest.mark.slow
+def test_training_records_how_far_unseen_studies_sit():
+    enc = CellEncoder.train(
+        toy_atlas(), config=small_config(epochs=2), encoder_config=ENC, related=RELATED
+    )
+    held_out = enc.training["held_out_distances"]
+    assert held_out["neighbours"] == 5
+    q = np.asarray(held_out["quantiles"])
+    assert len(q) == 201 and np.all(np.diff(q) >= 0) and 0 <= q[0] <= q[-1] <= 2
