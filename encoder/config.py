@@ -87,7 +87,7 @@ class TrainConfig:
     triplet_weight: float = 0.5
     recon_weight: float = 0.1
     l1_weight: float = 0.0
-    #: Weight of the proxy loss over the finest labels (:class:`encoder.losses.LabelProxies`).
+    #: Weight of the proxy loss over the labels (:class:`encoder.losses.LabelProxies`).
     proxy_weight: float = 1.0
     proxy_scale: float = 16.0
     negative_selection: str = "semihard"

@@ -133,6 +133,7 @@ class LabelProxies(torch.nn.Module):
         if compatible.ndim != 2 or not bool(compatible.any(dim=1).all()):
             msg = "every label needs at least one compatible class"
             raise ValueError(msg)
+        self.compatible: torch.Tensor
         self.register_buffer("compatible", compatible.bool())
         self.proxies = torch.nn.Parameter(torch.randn(compatible.shape[1], latent_dim))
         self.scale = float(scale)
