@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from testkit import flushed_redis
 
 TEST_REDIS_URL = os.environ.get("CELLSEARCH_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
@@ -19,17 +20,8 @@ TEST_REDIS_URL = os.environ.get("CELLSEARCH_TEST_REDIS_URL", "redis://127.0.0.1:
 @pytest.fixture
 def redis_url() -> Iterator[str]:
     """A Redis URL on a test database, flushed before and after the test."""
-    import redis
-
-    client = redis.Redis.from_url(TEST_REDIS_URL)
-    try:
-        client.ping()
-    except redis.ConnectionError as exc:  # pragma: no cover - environment problem
-        pytest.fail(f"Redis does not answer at {TEST_REDIS_URL}: {exc}; start redis-server")
-    client.flushdb()
-    yield TEST_REDIS_URL
-    client.flushdb()
-    client.close()
+    with flushed_redis(TEST_REDIS_URL) as url:
+        yield url
 
 
 @pytest.fixture

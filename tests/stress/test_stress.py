@@ -35,6 +35,7 @@ import grpc
 import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from testkit import flushed_redis, save_tiny_model
 
 from cellsearch.client import CellSearchClient, CellSearchError
 from cellsearch.jobs import JobState, RedisJobStore
@@ -55,16 +56,11 @@ LEASE_S = 3.0
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory) -> dict[str, Path]:
-    from celldata.simulate import atlas_genes, make_atlas
-    from encoder import CellEncoder, EncoderConfig
-    from encoder.module import AutoEncoder
+    from celldata.simulate import make_atlas
 
     base = tmp_path_factory.mktemp("stress")
     inbox = base / "inbox"
-    genes = atlas_genes()
-    model = CellEncoder(AutoEncoder(EncoderConfig(n_genes=len(genes), hidden_dims=(64,))), genes)
-    model.save(base / "model")
-    out = {"base": base, "inbox": inbox, "model": base / "model"}
+    out = {"base": base, "inbox": inbox, "model": save_tiny_model(base / "model")}
     for seed, (name, n) in enumerate(SIZES.items()):
         out[name] = make_atlas(
             inbox / name / f"{name}.h5ad", n_cells=n, n_studies=2, seed=seed
@@ -76,17 +72,8 @@ def files(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def redis_db() -> Iterator[str]:
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.ping()
-    except redis.ConnectionError as exc:  # pragma: no cover - environment problem
-        pytest.fail(f"Redis does not answer at {REDIS_URL}: {exc}; start redis-server")
-    client.flushdb()
-    yield REDIS_URL
-    client.flushdb()
-    client.close()
+    with flushed_redis(REDIS_URL) as url:
+        yield url
 
 
 def _env(files: dict[str, Path], store: Path) -> dict[str, str]:

@@ -23,6 +23,7 @@ import anndata as ad
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from testkit import save_tiny_model
 
 from cellsearch.jobs import JobState, RedisJobStore
 from cellsearch.settings import Settings
@@ -39,16 +40,11 @@ CHUNK = 250
 @pytest.fixture(scope="module")
 def files(tmp_path_factory) -> dict[str, Path]:
     """Model checkpoint and input files, built once for the module."""
-    from celldata.simulate import atlas_genes, make_atlas
-    from encoder import CellEncoder, EncoderConfig
-    from encoder.module import AutoEncoder
+    from celldata.simulate import make_atlas
 
     base = tmp_path_factory.mktemp("ingest")
     inbox = base / "inbox"
-    genes = atlas_genes()
-    model = CellEncoder(AutoEncoder(EncoderConfig(n_genes=len(genes), hidden_dims=(64,))), genes)
-    model.save(base / "model")
-    out = {"base": base, "inbox": inbox, "model": base / "model"}
+    out = {"base": base, "inbox": inbox, "model": save_tiny_model(base / "model")}
     out["a"] = make_atlas(inbox / "a.h5ad", n_cells=1500, n_studies=2, seed=1).path
     out["b"] = make_atlas(inbox / "b.h5ad", n_cells=1000, n_studies=1, seed=2).path
     out["big"] = make_atlas(inbox / "big.h5ad", n_cells=4000, n_studies=2, seed=3).path
