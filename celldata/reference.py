@@ -23,6 +23,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from celldata.errors import UnreadableFileError
+from celldata.genes import align_genes
 from celldata.read import read_whole
 
 #: Fewer shared genes than this (or than half the smallest file) and the union is used.
@@ -82,17 +83,6 @@ def _shared_genes(var_names: list[pd.Index]) -> tuple[list[str], str]:
     )
 
 
-def _columns_of(x: sp.csr_matrix, names: pd.Index, genes: list[str]) -> sp.csr_matrix:
-    """``x`` with its columns reordered to ``genes`` (absent genes zero; duplicates summed)."""
-    position = {g: i for i, g in enumerate(genes)}
-    target = np.array([position.get(str(g), -1) for g in names])
-    keep = np.flatnonzero(target >= 0)
-    coo = sp.csr_matrix(x)[:, keep].tocoo()
-    return sp.csr_matrix(
-        (coo.data, (coo.row, target[keep][coo.col])), shape=(x.shape[0], len(genes))
-    )
-
-
 def read_reference(
     paths: Sequence[str | Path],
     *,
@@ -122,7 +112,9 @@ def read_reference(
         else:
             source[str(path)] = "file name"
             obs[study_key] = path.stem
-        xs.append(_columns_of(chunk.X, chunk.var_names, genes))
+        # The platform's one alignment rule (symbols or Ensembl ids, copies summed, absent
+        # genes zero); every gene set here is a subset of ``genes``, so no overlap minimum.
+        xs.append(sp.csr_matrix(align_genes(chunk.var_names, genes, min_overlap=0).apply(chunk.X)))
         obs_parts.append(obs)
     obs = pd.concat(obs_parts)
     obs.index = obs.index.astype(str)

@@ -121,39 +121,37 @@ def prepare_training_data(
 def label_descends(label_vocab: Sequence[str]) -> np.ndarray:
     """``[i, j]`` True when label ``j`` is label ``i`` or one of its ontology descendants.
 
-    Labels that are not ontology terms (free text) only descend from themselves.
+    Labels that are not ontology terms (free text) only descend from themselves, and a
+    warning says which; the other labels keep their ontology relations.
     """
     import ontology
 
     out = np.eye(len(label_vocab), dtype=bool)
     position = {term: i for i, term in enumerate(label_vocab)}
+    not_terms = []
     for j, term in enumerate(label_vocab):
         try:
             ancestors = ontology.ancestors(term)
         except Exception:  # free text, or a term this ontology release lacks
+            not_terms.append(term)
             continue
         for ancestor in ancestors:
             i = position.get(ancestor)
             if i is not None:
                 out[i, j] = True
+    if not_terms:
+        warnings.warn(
+            f"{len(not_terms)} label(s) are not ontology terms (e.g. {not_terms[:3]}); "
+            "they are related only to themselves",
+            stacklevel=2,
+        )
     return out
 
 
 def related_types(label_vocab: Sequence[str]) -> np.ndarray:
-    """Ontology relatedness of the label vocabulary; identity when terms are not CL ids."""
-    try:
-        import ontology
-
-        related = np.asarray(ontology.related_matrix(list(label_vocab)), dtype=bool)
-    except Exception as exc:  # labels that are not ontology terms (free text)
-        warnings.warn(
-            f"cannot compute ontology relations for the labels ({exc}); "
-            "only identical labels are treated as related",
-            stacklevel=2,
-        )
-        related = np.zeros((len(label_vocab), len(label_vocab)), dtype=bool)
-    np.fill_diagonal(related, val=True)
-    return related
+    """Ontology relatedness of the label vocabulary: same label, ancestor or descendant."""
+    descends = label_descends(label_vocab)
+    return descends | descends.T
 
 
 def split_studies(
@@ -302,13 +300,18 @@ class _Run:
 
 
 def _new_run(
-    cfg: EncoderConfig, config: TrainConfig, td: TrainingData, pool: np.ndarray, device: str
+    cfg: EncoderConfig,
+    config: TrainConfig,
+    td: TrainingData,
+    pool: np.ndarray,
+    device: str,
+    descends: np.ndarray,
 ) -> _Run:
     torch.manual_seed(config.seed)
     module = AutoEncoder(cfg).to(device)
     proxies = None
     if config.proxy_weight:
-        compatible = torch.from_numpy(label_descends(td.label_vocab))
+        compatible = torch.from_numpy(descends)
         proxies = LabelProxies(compatible, cfg.latent_dim, config.proxy_scale).to(device)
     params = list(module.parameters()) + ([] if proxies is None else list(proxies.parameters()))
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
@@ -415,7 +418,8 @@ def _fit(
         study_key=config.study_key,
         target_sum=config.target_sum,
     )
-    rel = related_types(td.label_vocab) if related is None else np.asarray(related, dtype=bool)
+    descends = label_descends(td.label_vocab)
+    rel = descends | descends.T if related is None else np.asarray(related, dtype=bool)
     if rel.shape != (len(td.label_vocab), len(td.label_vocab)):
         msg = f"related must be {len(td.label_vocab)}x{len(td.label_vocab)}, got {rel.shape}"
         raise ValueError(msg)
@@ -431,7 +435,7 @@ def _fit(
     if cfg.n_genes != len(td.genes):
         msg = f"encoder_config.n_genes={cfg.n_genes} but the gene order has {len(td.genes)}"
         raise ValueError(msg)
-    run = _new_run(cfg, config, td, train_idx, device)
+    run = _new_run(cfg, config, td, train_idx, device, descends)
     gen = torch.Generator().manual_seed(config.seed)
     history: list[dict[str, float]] = []
     best_score, best_state, bad_epochs, start_epoch = -math.inf, None, 0, 0
@@ -523,7 +527,7 @@ def _fit(
         # schedule anneals over exactly those epochs.
         refit_epochs = best_epoch
         all_idx = np.arange(len(td.labels))
-        run = _new_run(cfg, config, td, all_idx, device)
+        run = _new_run(cfg, config, td, all_idx, device, descends)
         run.schedule.replan(run.steps * refit_epochs)
         gen = torch.Generator().manual_seed(config.seed)
         for e in range(refit_epochs):
