@@ -42,7 +42,7 @@ test: lint
 # (Redis when it answers, a thread otherwise), real PBMCs + a simulated atlas, two queries.
 # Everything it starts and writes is stopped and removed at the end.
 demo: install
-	$(PY) -m cellsearch.cli demo
+	$(PY) -m cellsearch.app.cli demo
 
 # The evaluation against the peers (scanpy, scVI, Harmony, scanorama, scib-metrics, CellTypist,
 # hnswlib from the bench extra) plus every benchmarks/bench_*.py at small sizes, into

@@ -46,7 +46,7 @@ if str(ROOT) not in sys.path:
 import ontology  # noqa: E402
 from benchmarks.eval.metrics import macro_f1, ontology_score  # noqa: E402
 from celldata.simulate import simulate_atlas  # noqa: E402
-from services.search import annotate as core  # noqa: E402
+from cellsearch.search import annotate as core  # noqa: E402
 
 #: Held out of the reference (absent from it, present in the query): the first of these
 #: that the query studies hold.
@@ -205,7 +205,7 @@ def auroc(pos: np.ndarray, neg: np.ndarray) -> float:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     import encoder
-    from services.search.servicer_engine import Annotator
+    from cellsearch.search.engine import Annotator
 
     out: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}}
     t0 = time.perf_counter()
@@ -415,8 +415,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 def _serve(store_dir: str, ports: Any, stop: Any) -> None:
     """The server process: the store, the default encoder, one gRPC server."""
     import encoder
-    from cellsearch.jobs import MemoryJobStore
-    from cellsearch.settings import Settings
+    from cellsearch.platform.jobs import MemoryJobStore
+    from cellsearch.platform.settings import Settings
     from services.search.server import build_server
     from vectorstore import open_store
 
@@ -475,7 +475,7 @@ def run_cli(port: int, ref: Any, n: int, batch_size: int) -> dict[str, Any]:
     """``cellsearch annotate`` on ``n`` cells with its defaults (progress bar on stderr)."""
     import anndata as ad
 
-    from cellsearch.cli import main as cli
+    from cellsearch.app.cli import main as cli
 
     with tempfile.TemporaryDirectory(dir="/dev/shm") as tmp:
         reps = -(-n // ref.n_obs)

@@ -33,11 +33,11 @@ def main() -> None:
     args = parser.parse_args()
 
     from celldata.simulate import make_atlas
-    from cellsearch.jobs import MemoryJobStore
-    from cellsearch.settings import Settings
+    from cellsearch.ingest.pipeline import IngestOptions, ingest
+    from cellsearch.platform.factories import load_encoder, warm_encoder
+    from cellsearch.platform.jobs import MemoryJobStore
+    from cellsearch.platform.settings import Settings
     from vectorstore import open_store
-    from workers.pipeline import IngestOptions, ingest
-    from workers.runtime import load_encoder, warm_encoder
 
     work = Path(tempfile.mkdtemp(prefix="bench-gil-"))
     path = make_atlas(work / "inbox" / "a.h5ad", n_cells=args.cells, n_studies=2, seed=1).path

@@ -4,7 +4,7 @@ Builds an embedded store of ``--cells`` simulated cells (clustered unit vectors 
 tissue/disease payloads), then measures, in one run:
 
 * latency p50/p99 of one-cell k-NN queries (unfiltered and "lung + ILD" filtered) called
-  in-process through the search core (``services.search.query.search_vectors``, what the
+  in-process through the search core (``cellsearch.search.query.search_vectors``, what the
   servicer calls) and through gRPC (``CellSearchClient.search``, auth on); the ratio is the
   service's overhead: decoding, filter planning is shared, encoding, the network stack;
 * queries per second with ``--clients`` concurrent clients (threads, one channel each)
@@ -85,10 +85,10 @@ def main() -> None:
     from pydantic import SecretStr
 
     from cellsearch.client import CellSearchClient
-    from cellsearch.jobs import MemoryJobStore
-    from cellsearch.settings import Settings
-    from services.search.filters import FilterSpec
-    from services.search.query import QueryLimits, search_vectors
+    from cellsearch.platform.jobs import MemoryJobStore
+    from cellsearch.platform.settings import Settings
+    from cellsearch.search.filters import FilterSpec
+    from cellsearch.search.query import QueryLimits, search_vectors
     from services.search.server import build_server
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench-grpc-"))

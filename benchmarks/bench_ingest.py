@@ -85,10 +85,11 @@ def main() -> None:
     args = parser.parse_args()
 
     from celldata.simulate import make_atlas
-    from cellsearch.jobs import RedisJobStore
-    from cellsearch.settings import Settings
+    from cellsearch.ingest.submit import submit_ingestion
+    from cellsearch.platform.jobs import RedisJobStore
+    from cellsearch.platform.settings import Settings
+    from cellsearch.platform.submit import enqueue_with
     from workers.app import make_celery
-    from workers.runtime import CelerySubmitter
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     inbox = work / "inbox"
@@ -118,11 +119,13 @@ def main() -> None:
         settings = Settings(redis_url=args.redis, store_path=store)
         jobs = RedisJobStore(args.redis)
         app = make_celery(settings)
-        submit = CelerySubmitter(app, jobs)
+        enqueue = enqueue_with(app)
         wait_ready(app, worker)
         print(f"worker ready in {time.perf_counter() - launched:.1f} s (model, kernel warm-up)")
         started = time.perf_counter()
-        job = submit(path=str(path), study_id="", dataset_id=f"bench-{time.time_ns()}", metadata={})
+        job = submit_ingestion(
+            jobs, enqueue, path=str(path), study_id="bench", dataset_id=f"bench-{time.time_ns()}"
+        )
         peak = 0.0
         while True:
             current = jobs.get(job.job_id)
@@ -155,7 +158,7 @@ def main() -> None:
         f"  sum of pipeline stages {work_s:.1f} s = {n / work_s:,.0f} cells/s; "
         f"end-to-end / baseline time = {wall / work_s:.2f}"
     )
-    from workers.pipeline import STAGES
+    from cellsearch.ingest.pipeline import STAGES
 
     for stage in (*STAGES, *(k for k in stages if k not in STAGES)):
         secs = stages.get(stage, 0.0)

@@ -98,7 +98,7 @@ def main() -> None:
     }
     log = work / "serve.log"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cellsearch.cli", "serve", "--worker", "redis"],
+        [sys.executable, "-m", "cellsearch.app.cli", "serve", "--worker", "redis"],
         cwd=ROOT,
         env=env,
         stdout=log.open("w"),

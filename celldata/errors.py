@@ -104,21 +104,3 @@ class WrongSpeciesError(DataValidationError):
     """The genes are not human (e.g. mouse ENSMUSG ids sent to a human model)."""
 
     code = "wrong_species"
-
-
-ALL_ERRORS: tuple[type[DataValidationError], ...] = (
-    UnreadableFileError,
-    NotRawCountsError,
-    NegativeCountsError,
-    NonIntegerCountsError,
-    NonFiniteCountsError,
-    CountTooLargeError,
-    EmptyCellsError,
-    EmptyCellIdError,
-    DuplicateCellIdsError,
-    MissingMetadataError,
-    UnknownTermError,
-    ObsoleteTermError,
-    InsufficientGeneOverlapError,
-    WrongSpeciesError,
-)

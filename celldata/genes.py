@@ -23,7 +23,6 @@ import scipy.sparse as sp
 from celldata.errors import DataValidationError, InsufficientGeneOverlapError, WrongSpeciesError
 
 _GENE_TABLE_COLUMNS = ["gene_id", "symbol", "gene_version", "length", "biotype"]
-_ENSEMBL_RE = re.compile(r"^(ENS[A-Z]*G\d{11})(\.\d+)?$")
 _VERSION_RE = re.compile(r"\.\d+$")
 #: The most genes a fractional ``min_overlap`` asks for: SCimilarity's own minimum.
 MIN_OVERLAP_GENES = 5000
@@ -231,8 +230,3 @@ def align_genes(
         n_input=len(symbols),
         n_vocabulary=n_vocab,
     )
-
-
-def is_ensembl_id(name: str) -> bool:
-    """True for a (possibly versioned) Ensembl gene id of any species."""
-    return _ENSEMBL_RE.match(name) is not None

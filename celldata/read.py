@@ -460,14 +460,6 @@ def iter_chunks(
         raise UnreadableFileError(msg) from exc
 
 
-def read_obs_column(path: Path, column: str) -> np.ndarray:
-    """One whole obs column of an .h5ad (categoricals stay compact until decoded)."""
-    with h5py.File(Path(path), "r") as f:
-        slicer = _ObsSlicer(f["obs"])
-        n = len(f["obs"][slicer.index_key])
-        return np.asarray(slicer._column(column, 0, n))
-
-
 def read_whole(path: Path, *, counts: CountsLocation = "auto") -> CellChunk:
     """The whole file as one chunk (small files, and the baseline the benchmark compares to)."""
     info = read_metadata(path, counts=counts)

@@ -24,15 +24,20 @@ import grpc
 import numpy as np
 import pandas as pd
 
-from cellsearch.jobs import DatasetEntry, Job, JobState
+from cellsearch.platform.jobs import DatasetEntry, Job, JobState
 from cellsearch.v1 import cellsearch_pb2 as pb
 from cellsearch.v1 import cellsearch_pb2_grpc as pb_grpc
 
 CellRefLike = str | tuple[str, str]
 FilterLike = Mapping[str, Any] | pb.Filter | None
 
-_FILTER_LISTS = ("cell_types", "tissues", "diseases", "studies", "exclude_studies", "donors")
-_FILTER_FLAGS = ("exclude_query_studies", "exact_terms")
+#: Every ``Filter`` field, read from the proto itself: (repeated string fields, switches).
+_FILTER_LISTS: tuple[str, ...] = tuple(
+    f.name for f in pb.Filter.DESCRIPTOR.fields if f.type == f.TYPE_STRING
+)
+_FILTER_FLAGS: tuple[str, ...] = tuple(
+    f.name for f in pb.Filter.DESCRIPTOR.fields if f.type == f.TYPE_BOOL
+)
 
 
 class CellSearchError(RuntimeError):
@@ -49,7 +54,9 @@ class CellSearchError(RuntimeError):
 
 
 def make_filter(spec: FilterLike) -> pb.Filter | None:
-    """A ``Filter`` from a dict like ``{"tissues": ["lung"], "exclude_query_studies": True}``."""
+    """A ``Filter`` from a dict keyed by the proto's field names, e.g.
+    ``{"tissues": ["lung"], "exclude_cell_types": ["T cell"], "exact_terms": True}``; a
+    single string stands for a one-item list."""
     if spec is None or isinstance(spec, pb.Filter):
         return spec
     unknown = set(spec) - set(_FILTER_LISTS) - set(_FILTER_FLAGS)

@@ -71,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    from cellsearch.settings import Settings
+    from cellsearch.platform.settings import Settings
 
     settings = Settings()
     root_cert = None

@@ -135,3 +135,12 @@ class TrainConfig:
         if isinstance(kwargs.get("augment"), dict):
             kwargs["augment"] = AugmentConfig.from_dict(kwargs["augment"])
         return cls(**kwargs)
+
+
+def resolve_device(device: str | None) -> str:
+    """``"auto"``/None -> ``"cuda"`` when available else ``"cpu"``; otherwise as given."""
+    if device in (None, "auto"):
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(device)

@@ -8,7 +8,7 @@ the rest: alignment, log-normalisation, batching, the sparse first layer on CPU
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import save as safetensors_bytes
 
 from encoder.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from encoder.config import EncoderConfig, TrainConfig
+from encoder.config import EncoderConfig, TrainConfig, resolve_device
 from encoder.data import (
     DEFAULT_MIN_OVERLAP,
     DEFAULT_TARGET_SUM,
@@ -30,13 +30,6 @@ from encoder.module import AutoEncoder
 from encoder.sparse import SparseEmbedder
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
-
-
-def resolve_device(device: str | None) -> str:
-    """``"auto"``/None -> ``"cuda"`` when available else ``"cpu"``; otherwise as given."""
-    if device in (None, "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return str(device)
 
 
 class CellEncoder:
@@ -225,7 +218,7 @@ class CellEncoder:
         """Train a new encoder (see :func:`encoder.train.fit` for the arguments)."""
         from encoder.train import fit
 
-        return fit(
+        ckpt = fit(
             data,
             config=config or TrainConfig(),
             encoder_config=encoder_config,
@@ -234,6 +227,7 @@ class CellEncoder:
             resume=resume,
             related=related,
         )
+        return cls.from_checkpoint(ckpt)
 
     def __repr__(self) -> str:
         return (
@@ -251,9 +245,3 @@ def load_default(*, device: str | None = "cpu") -> CellEncoder:
         )
         raise FileNotFoundError(msg)
     return CellEncoder.load(DEFAULT_MODEL_DIR, device=device)
-
-
-def embed_iter(encoder: CellEncoder, chunks: Iterable[Any], **kwargs: Any) -> Iterable[np.ndarray]:
-    """Embed chunk by chunk (for pipelines that upsert as they go)."""
-    for chunk in chunks:
-        yield encoder.embed([chunk], **kwargs)

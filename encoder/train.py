@@ -25,7 +25,8 @@ import scipy.sparse as sp
 import torch
 
 from encoder.augment import augment_batch
-from encoder.config import RECIPE_HIDDEN_DIMS, EncoderConfig, TrainConfig
+from encoder.checkpoint import Checkpoint, save_checkpoint
+from encoder.config import RECIPE_HIDDEN_DIMS, EncoderConfig, TrainConfig, resolve_device
 from encoder.data import DEFAULT_MIN_OVERLAP, GeneAligner, log_normalize, to_csr
 from encoder.losses import (
     LabelProxies,
@@ -35,7 +36,6 @@ from encoder.losses import (
     triplet_loss,
 )
 from encoder.metrics import accuracy, knn_predict, macro_f1
-from encoder.model import CellEncoder, resolve_device
 from encoder.module import AutoEncoder
 from encoder.sampler import BalancedBatchSampler
 
@@ -271,7 +271,7 @@ def fit(
     *,
     config: TrainConfig,
     **kwargs: Any,
-) -> CellEncoder:
+) -> Checkpoint:
     """Train an encoder; see :func:`_fit` (this wrapper scopes deterministic mode)."""
     previous = torch.are_deterministic_algorithms_enabled()
     previous_warn = torch.is_deterministic_algorithms_warn_only_enabled()
@@ -392,7 +392,7 @@ def _fit(
     checkpoint_dir: str | Path | None = None,
     resume: bool = False,
     related: np.ndarray | None = None,
-) -> CellEncoder:
+) -> Checkpoint:
     """Train an encoder on raw counts with cell-type and study annotations.
 
     data: AnnData or iterable of ``CellChunk`` (obs must hold ``config.label_key``
@@ -559,9 +559,13 @@ def _fit(
         "device": device,
         "seconds": round(time.time() - started, 1),
     }
-    encoder = CellEncoder(
-        module.cpu(), td.genes, labels=td.label_vocab, training=training, device="cpu"
+    ckpt = Checkpoint(
+        config=module.config,
+        state_dict={k: v.detach().cpu() for k, v in module.state_dict().items()},
+        genes=list(td.genes),
+        labels=list(td.label_vocab),
+        training=training,
     )
     if ckpt_dir is not None:
-        encoder.save(ckpt_dir / BEST_MODEL)
-    return encoder
+        save_checkpoint(ckpt_dir / BEST_MODEL, ckpt)
+    return ckpt

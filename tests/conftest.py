@@ -35,7 +35,7 @@ def store_path(tmp_path: Path) -> Path:
 @pytest.fixture
 def settings(tmp_path: Path, store_path: Path, redis_url: str):
     """Settings pointing at the temp store, the test Redis database and port 0."""
-    from cellsearch.settings import Settings
+    from cellsearch.platform.settings import Settings
 
     inbox = tmp_path / "inbox"
     inbox.mkdir()

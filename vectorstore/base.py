@@ -27,6 +27,18 @@ class CellStore(Protocol):
         """Insert or overwrite cells; the same (dataset_id, cell_id) always lands on one point."""
         ...
 
+    def upsert_grouped(
+        self,
+        dataset_id: str,
+        cell_ids: Sequence[str],
+        vectors: np.ndarray,
+        payloads: Sequence[dict],
+        group: np.ndarray,
+    ) -> None:
+        """The bulk form of :meth:`upsert` for one dataset: cell ``i`` gets
+        ``payloads[group[i]]`` plus its ids; the stored points equal ``upsert``'s."""
+        ...
+
     def search(
         self,
         vectors: np.ndarray,
@@ -87,6 +99,10 @@ class CellStore(Protocol):
 
     def optimize(self) -> None:
         """Build the HNSW graph and merge segments now (ingestion calls it after bulk loads)."""
+        ...
+
+    def info(self) -> dict[str, int]:
+        """``points`` stored and ``indexed_vectors`` in the HNSW graph (and backend extras)."""
         ...
 
     def close(self) -> None:

@@ -152,11 +152,14 @@ class EdgeStore:
                 )
                 self._shard.update(qe.UpdateOperation.create_field_index(name, params))
             self._create_group_index()
-        # Shards created before payload groups existed have no table: filters then go to
-        # Qdrant as they are (correct, slower on conjunctions of list fields).
-        fresh = not existing or (self.path / GROUPS_FILE).exists()
-        self._groups = PayloadGroups(self.path) if fresh else None
+        # A shard made before payload groups existed gets its table now (one scroll).
+        migrate = existing and not (self.path / GROUPS_FILE).exists()
+        if migrate:
+            self._create_group_index()
+        self._groups = PayloadGroups(self.path)
         self._closed = False
+        if migrate:
+            self._tag_groups()
 
     def _create_group_index(self) -> None:
         """The integer index on :data:`GROUP_FIELD`, memory-mapped like the keyword indexes.
@@ -254,10 +257,9 @@ class EdgeStore:
         payloads: Sequence[dict],
         group: np.ndarray,
     ) -> None:
-        if self._groups is not None:
-            # the table first: a crash after it leaves an unused group, never an unknown one
-            gids = self._groups.add(payloads)
-            payloads = [{**p, GROUP_FIELD: g} for p, g in zip(payloads, gids, strict=True)]
+        # the table first: a crash after it leaves an unused group, never an unknown one
+        gids = self._groups.add(payloads)
+        payloads = [{**p, GROUP_FIELD: g} for p, g in zip(payloads, gids, strict=True)]
         for start in range(0, len(ids), UPSERT_BATCH):
             stop = start + UPSERT_BATCH
             batch_ids = ids[start:stop]
@@ -284,8 +286,7 @@ class EdgeStore:
         n = self._count(flt)
         if n:
             self._shard.update(qe.UpdateOperation.delete_points_by_filter(to_edge_filter(flt)))
-        if self._groups is not None:
-            self._groups.remove_dataset(dataset_id)
+        self._groups.remove_dataset(dataset_id)
         return n
 
     def optimize(self) -> None:
@@ -314,16 +315,13 @@ class EdgeStore:
                     recover(self.path)
                     self._shard = _load_shard(self.path)
 
-    @_writing
-    def build_group_table(self) -> int:
-        """Give a shard made before payload groups its table and group field; the group count.
+    def _tag_groups(self) -> int:
+        """Tag every point with its payload group (a shard made before payload groups).
 
         Scrolls every point once and tags each group of identical shared payloads with one
-        ``set_payload``, so it costs about a scroll plus ~0.2 ms per group. Safe to re-run.
+        ``set_payload``, so it costs about a scroll plus ~0.2 ms per group. Safe to re-run;
+        returns the number of groups.
         """
-        if self._groups is None:
-            self._create_group_index()
-            self._groups = PayloadGroups(self.path)
         members: dict[int, list] = {}
         offset = None
         while True:
@@ -352,8 +350,7 @@ class EdgeStore:
         if flt is None or flt.is_empty:
             return None
         if (
-            self._groups is None
-            or not self.config.compile_filters
+            not self.config.compile_filters
             or len(flt.must) + len(flt.must_not) < 2
             or not self._groups.compilable(flt)
         ):
@@ -430,7 +427,7 @@ class EdgeStore:
         through filtered HNSW (docs/vectorstore.md).
         """
         share_min = self.config.post_filter_min_share
-        if flt is None or flt.is_empty or self._groups is None or share_min is None:
+        if flt is None or flt.is_empty or share_min is None:
             return None
         if not self._groups.compilable(flt) or not len(self._groups):
             return None

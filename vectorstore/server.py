@@ -141,6 +141,23 @@ class QdrantServerStore:
                 wait=True,
             )
 
+    def upsert_grouped(
+        self,
+        dataset_id: str,
+        cell_ids: Sequence[str],
+        vectors: np.ndarray,
+        payloads: Sequence[dict],
+        group: np.ndarray,
+    ) -> None:
+        """:meth:`upsert` of the records the grouped form stands for (a server takes whole
+        points; the embedded engine writes groups cheaper)."""
+        self.upsert(
+            [
+                CellRecord(dataset_id, str(cell), vectors[i], dict(payloads[int(group[i])]))
+                for i, cell in enumerate(cell_ids)
+            ]
+        )
+
     def delete_dataset(self, dataset_id: str) -> int:
         flt = SearchFilter(must={"dataset_id": [dataset_id]})
         n = self.count(flt)
@@ -164,6 +181,14 @@ class QdrantServerStore:
         )
 
     # -- reads --------------------------------------------------------------
+    def info(self) -> dict[str, int]:
+        """Points and HNSW-indexed vectors of the collection (the server indexes by itself)."""
+        inf = self._client.get_collection(self.collection)
+        return {
+            "points": int(inf.points_count or 0),
+            "indexed_vectors": int(inf.indexed_vectors_count or 0),
+        }
+
     def search(
         self,
         vectors: np.ndarray,

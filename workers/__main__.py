@@ -42,8 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    from cellsearch import ops
-    from cellsearch.settings import get_settings
+    from cellsearch.platform import ops
+    from cellsearch.platform.settings import get_settings
     from workers.runtime import run_worker
 
     settings = get_settings()

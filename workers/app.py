@@ -1,4 +1,4 @@
-"""The Celery application, built from :class:`~cellsearch.settings.Settings`.
+"""The Celery application, built from :class:`~cellsearch.platform.settings.Settings`.
 
 Redis is broker and result backend. Ingestion tasks are idempotent (deterministic point
 ids, resumable progress), which is what makes ``acks_late`` safe: a message is acknowledged
@@ -6,19 +6,21 @@ only after its task returns, so a worker killed mid-job leaves the message unack
 and Redis hands it to another worker once ``visibility_timeout`` has passed.
 ``prefetch_multiplier=1`` keeps a busy worker from sitting on jobs that an idle one could run.
 
-``celery -A workers.app worker`` uses the module-level :data:`app` (settings from the
-environment); ``cellsearch worker`` and the embedded mode build their own with
+``celery -A workers.app worker`` finds ``app`` here, built lazily on first access (settings
+from the environment); ``cellsearch worker`` and the embedded mode build their own with
 :func:`make_celery`.
 """
 
 from __future__ import annotations
 
+import functools
+
 from celery import Celery
 from kombu import Queue
 
-from cellsearch.jobs import DEFAULT_QUEUE, INGEST_QUEUE, INGEST_TASK
-from cellsearch.settings import Settings, get_settings
-from workers.tasks import DELETE_TASK, OPTIMIZE_TASK, register_tasks
+from cellsearch.platform.jobs import DEFAULT_QUEUE, INGEST_QUEUE, INGEST_TASK
+from cellsearch.platform.settings import Settings, get_settings
+from workers.tasks import OPTIMIZE_TASK, register_tasks
 
 # ``settings.ingest_visibility_timeout_s``: seconds an unacknowledged message stays invisible
 # before Redis redelivers it. A job killed with its worker is retried after this long; a job
@@ -63,7 +65,6 @@ def make_celery(
         task_default_queue=DEFAULT_QUEUE,
         task_routes={
             INGEST_TASK: {"queue": INGEST_QUEUE},
-            DELETE_TASK: {"queue": DEFAULT_QUEUE},
             OPTIMIZE_TASK: {"queue": DEFAULT_QUEUE},
         },
         task_acks_late=True,
@@ -87,9 +88,16 @@ def make_celery(
     return app
 
 
+def __getattr__(name: str) -> Celery:
+    """``workers.app.app``: the app ``celery -A workers.app`` finds, built on first access
+    from the CELLSEARCH_* environment (importing this module builds nothing and reads no
+    environment)."""
+    if name in ("app", "celery"):
+        return _default_app()
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)
+
+
+@functools.cache
 def _default_app() -> Celery:
     return make_celery(get_settings())
-
-
-app = _default_app()
-"""The app ``celery -A workers.app`` finds; settings come from CELLSEARCH_* variables."""

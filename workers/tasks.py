@@ -1,10 +1,10 @@
 """Thin Celery tasks: they take ids, find this process's resources and call the pipeline.
 
-All the work (and all the guarantees) live in :mod:`workers.pipeline`; a task only adds
+All the work (and all the guarantees) live in :mod:`cellsearch.ingest.pipeline`; a task only adds
 what needs Celery: task-state progress, and retries with exponential backoff for transient
 outages (store or Redis unreachable). Permanent failures (a bad path or file) are settled
 inside the pipeline as a FAILED job and never retried. Tasks are registered by name
-(:data:`cellsearch.jobs.INGEST_TASK`) so the service enqueues them without importing us.
+(:data:`cellsearch.platform.jobs.INGEST_TASK`) so the service enqueues them without importing us.
 """
 
 from __future__ import annotations
@@ -13,19 +13,16 @@ import logging
 import random
 from typing import TYPE_CHECKING, Any
 
-from cellsearch import ops
-from cellsearch.jobs import INGEST_TASK, Job, JobNotFoundError
-from workers import pipeline
-from workers.errors import is_transient
-from workers.recovery import LeaseHeldError, leased
+from cellsearch.ingest import pipeline
+from cellsearch.ingest.recovery import LeaseHeldError, leased
+from cellsearch.platform import ops
+from cellsearch.platform.errors import is_transient
+from cellsearch.platform.jobs import INGEST_TASK, Job, JobNotFoundError
 
 if TYPE_CHECKING:
     from celery import Celery, Task
 
 log = logging.getLogger(__name__)
-
-DELETE_TASK = "cellsearch.delete_dataset"
-"""Celery task name that deletes a dataset (points and registry entry) where the store lives."""
 
 OPTIMIZE_TASK = "cellsearch.optimize_store"
 """Celery task name that builds the HNSW index of the store (after a bulk load)."""
@@ -89,14 +86,6 @@ def run_ingest(task: Task, job_id: str) -> dict[str, Any]:
     return dict(pipeline.job_summary(job))
 
 
-def run_delete(task: Task, dataset_id: str) -> dict[str, Any]:
-    from workers.runtime import resources_for
-
-    resources = resources_for(task.app)
-    removed = pipeline.delete_dataset(dataset_id, jobs=resources.jobs, store=resources.store)
-    return {"dataset_id": dataset_id, "removed": removed}
-
-
 def run_optimize(task: Task) -> dict[str, Any]:
     """Build the HNSW index where the store lives (the deferred step of a bulk load)."""
     import time
@@ -110,7 +99,7 @@ def run_optimize(task: Task) -> dict[str, Any]:
 
 
 def register_tasks(app: Celery) -> None:
-    """Register the ingestion, delete and optimize tasks on ``app`` under their public names."""
+    """Register the ingestion and optimize tasks on ``app`` under their public names."""
 
     @app.task(
         name=INGEST_TASK,
@@ -122,10 +111,6 @@ def register_tasks(app: Celery) -> None:
     )
     def ingest_dataset(self: Task, job_id: str) -> dict[str, Any]:
         return run_ingest(self, job_id)
-
-    @app.task(name=DELETE_TASK, bind=True, shared=False, acks_late=True)
-    def delete_dataset(self: Task, dataset_id: str) -> dict[str, Any]:
-        return run_delete(self, dataset_id)
 
     @app.task(name=OPTIMIZE_TASK, bind=True, shared=False, acks_late=True)
     def optimize_store(self: Task) -> dict[str, Any]:

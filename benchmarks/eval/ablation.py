@@ -64,7 +64,7 @@ def run_ablation(
 ) -> pd.DataFrame:
     """One row per variant: held-out scores on every split and the training time."""
     from celldata.reference import read_reference
-    from cellsearch.cli import DEFAULT_TRAIN_MINUTES
+    from cellsearch.app.cli import DEFAULT_TRAIN_MINUTES
     from encoder.model import CellEncoder
 
     reference, _ = read_reference([write_reference(splits, workdir / "reference")])

@@ -83,7 +83,7 @@ def train_reference_encoder(
     and architecture, the CLI's time budget, reading the files the way ingestion reads them.
     Only the seed changes between repeats.
     """
-    from cellsearch.cli import main as cellsearch
+    from cellsearch.app.cli import main as cellsearch
     from encoder.model import CellEncoder
 
     folder = write_reference(splits, workdir / "reference")

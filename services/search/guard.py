@@ -2,7 +2,7 @@
 
 It sees each decoded request before the servicer does, so:
 
-* the **request budget** (query cells x k, the expected reply size: ``cellsearch.limits``)
+* the **request budget** (query cells x k, the expected reply size: ``cellsearch.platform.limits``)
   is checked before any work, for Search, SearchCentroid, GetCells and every message of
   an Annotate stream (RESOURCE_EXHAUSTED, with what to change);
 * **WatchJob streams are capped** (``max_watchers``, below the server's thread count): a
@@ -27,9 +27,9 @@ from typing import Any
 
 import grpc
 
-from cellsearch import ops
-from cellsearch.limits import LimitExceededError, check_budget
-from cellsearch.settings import Settings
+from cellsearch.platform import ops
+from cellsearch.platform.limits import LimitExceededError, check_budget
+from cellsearch.platform.settings import Settings
 from services.search.servicer_convert import DEFAULT_ANNOTATE_K, DEFAULT_K
 from vectorstore import DIM as EMBEDDING_DIM
 

@@ -22,11 +22,12 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from cellsearch.jobs import JobStore
-from cellsearch.settings import Settings
+from cellsearch.platform.jobs import JobStore
+from cellsearch.platform.settings import Settings
+from cellsearch.platform.submit import Enqueue
 from cellsearch.v1 import cellsearch_pb2, cellsearch_pb2_grpc
 from services.search.auth import BearerTokenInterceptor
-from services.search.deps import ServiceDeps, Submit, build_deps
+from services.search.deps import ServiceDeps, build_deps
 from services.search.guard import RequestGuard
 from services.search.servicer_atlas import AtlasServicer
 from services.search.servicer_ingest import IngestionServicer
@@ -54,7 +55,7 @@ def build_server(
     store: Any = None,
     encoder: Any = None,
     jobs: JobStore | None = None,
-    submit: Submit | None = None,
+    submit: Enqueue | None = None,
 ) -> tuple[grpc.Server, int]:
     """Create, bind and start the server; return it with the bound port.
 

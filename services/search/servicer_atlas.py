@@ -5,25 +5,17 @@ from __future__ import annotations
 import grpc
 
 from cellsearch import __version__
+from cellsearch.platform import schema
+from cellsearch.platform.errors import InvalidRequestError
+from cellsearch.search import engine
+from cellsearch.search.frames import term_label
 from cellsearch.v1 import cellsearch_pb2 as pb
 from cellsearch.v1 import cellsearch_pb2_grpc as pb_grpc
-from services.search import servicer_engine as engine
 from services.search.deps import ServiceDeps
-from services.search.servicer_convert import term_label
+from services.search.servicer_convert import filter_spec
 from services.search.status import grpc_errors
 
-#: Facet name -> payload field.
-FACETS: dict[str, str] = {
-    "cell_type": "cell_type_id",
-    "tissue": "tissue_id",
-    "disease": "disease_id",
-    "study": "study_id",
-    "donor": "donor_id",
-    "dataset": "dataset_id",
-    "assay": "assay",
-}
 DEFAULT_FACETS = ("cell_type", "tissue", "disease", "study")
-_TERM_FACETS = {"cell_type", "tissue", "disease"}
 
 
 class AtlasServicer(pb_grpc.AtlasServicer):
@@ -36,23 +28,27 @@ class AtlasServicer(pb_grpc.AtlasServicer):
     @grpc_errors
     def Stats(self, request: pb.StatsRequest, context: grpc.ServicerContext) -> pb.StatsReply:
         by = list(request.by) or list(DEFAULT_FACETS)
-        unknown = [b for b in by if b not in FACETS]
+        unknown = [b for b in by if b not in schema.FACETS]
         if unknown:
-            text = f"cannot count by {unknown}; choose among {sorted(FACETS)}"
-            raise ValueError(text)
-        flt = engine.store_filter(request.filter) if request.HasField("filter") else None
+            text = f"cannot count by {unknown}; choose among {sorted(schema.FACETS)}"
+            raise InvalidRequestError(text)
+        flt = (
+            engine.store_filter(filter_spec(request.filter)) if request.HasField("filter") else None
+        )
         top = int(request.top) or 50
         store = self.deps.store
         facets = []
         for name in by:
-            counts = store.facet(FACETS[name], flt, limit=top)
+            counts = store.facet(schema.FACETS[name], flt, limit=top)
             facets.append(
                 pb.Facet(
                     name=name,
                     counts=[
                         pb.FacetCount(
                             id=value,
-                            label=term_label(value) if name in _TERM_FACETS else value,
+                            label=term_label(value)
+                            if schema.FACETS[name] in schema.TERM_KINDS
+                            else value,
                             count=n,
                         )
                         for value, n in counts.items()
@@ -74,7 +70,7 @@ class AtlasServicer(pb_grpc.AtlasServicer):
         kind = request.kind or "cell_type"
         if kind not in ontology.KINDS:
             text = f"kind {kind!r} is not one of {list(ontology.KINDS)}"
-            raise ValueError(text)
+            raise InvalidRequestError(text)
         term = ontology.resolve(request.text, kind)  # type: ignore[arg-type]
         return pb.ResolveTermReply(term_id=term, label=ontology.label(term), kind=kind)
 

@@ -6,37 +6,20 @@ the conversions (which carry the request-shape checks) can be tested on their ow
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from cellsearch.jobs import DatasetEntry, Job
+from cellsearch.platform.errors import InvalidRequestError, LimitError
+from cellsearch.platform.jobs import DatasetEntry, Job
+from cellsearch.search.filters import FilterSpec
+from cellsearch.search.frames import hit_fields
 from cellsearch.v1 import cellsearch_pb2 as pb
-from services.search.status import RequestLimitError
 
 DEFAULT_K = 10
 DEFAULT_ANNOTATE_K = 50
-
-#: Payload fields a hit returns by default (the ancestor lists stay server-side).
-DEFAULT_FIELDS: tuple[str, ...] = (
-    "study_id",
-    "donor_id",
-    "sample_id",
-    "cell_type_id",
-    "tissue_id",
-    "disease_id",
-    "assay",
-    "model_version",
-)
-#: Readable labels added next to the term ids.
-LABEL_FIELDS: dict[str, str] = {
-    "cell_type": "cell_type_id",
-    "tissue": "tissue_id",
-    "disease": "disease_id",
-}
 
 
 def embeddings_to_matrix(msg: pb.Embeddings, dim: int) -> np.ndarray:
@@ -44,13 +27,13 @@ def embeddings_to_matrix(msg: pb.Embeddings, dim: int) -> np.ndarray:
     values = np.asarray(msg.values, dtype=np.float32)
     if msg.dim != dim:
         msg_text = f"embeddings.dim is {msg.dim} but the model embeds cells in {dim} dimensions"
-        raise ValueError(msg_text)
+        raise InvalidRequestError(msg_text)
     if values.size == 0 or values.size % dim:
         msg_text = (
             f"embeddings.values holds {values.size} floats, not a positive multiple of "
             f"dim={dim}: send n*{dim} values, row after row"
         )
-        raise ValueError(msg_text)
+        raise InvalidRequestError(msg_text)
     return values.reshape(-1, dim)
 
 
@@ -70,7 +53,7 @@ def _csr_from_packed(msg: pb.CsrCounts, n_genes: int) -> sp.csr_matrix:
             f"{n} cells (need {8 * (n + 1)}), indices {len(msg.indices)} and data "
             f"{len(msg.data)} bytes (multiples of 4)"
         )
-        raise ValueError(text)
+        raise InvalidRequestError(text)
     indptr = np.frombuffer(msg.indptr, dtype="<i8")
     indices = np.frombuffer(msg.indices, dtype="<i4")
     data = np.frombuffer(msg.data, dtype="<f4")
@@ -83,13 +66,13 @@ def _csr_from_packed(msg: pb.CsrCounts, n_genes: int) -> sp.csr_matrix:
         or np.any(np.diff(indptr) < 0)
     ):
         text = "expression.csr is malformed: indptr must rise from 0 to the number of values"
-        raise ValueError(text)
+        raise InvalidRequestError(text)
     if nnz and (indices.min() < 0 or indices.max() >= n_genes):
         text = (
             f"expression.csr refers to gene index {int(indices.max())} but only {n_genes} "
             "genes are listed"
         )
-        raise ValueError(text)
+        raise InvalidRequestError(text)
     mat = sp.csr_matrix((data, indices, indptr), shape=(n, n_genes))
     mat.sum_duplicates()
     return mat
@@ -100,15 +83,15 @@ def expression_to_csr(msg: pb.ExpressionProfiles) -> tuple[sp.csr_matrix, list[s
     genes = list(msg.genes)
     if not genes:
         text = "expression.genes is empty: list the gene ids or symbols the counts refer to"
-        raise ValueError(text)
+        raise InvalidRequestError(text)
     if msg.HasField("csr"):
         if msg.cells:
             text = "expression sets both cells and csr: send the counts in one form"
-            raise ValueError(text)
+            raise InvalidRequestError(text)
         return _csr_from_packed(msg.csr, len(genes)), genes
     if not msg.cells:
         text = "expression.cells is empty: send at least one cell's counts"
-        raise ValueError(text)
+        raise InvalidRequestError(text)
     indptr = [0]
     indices: list[int] = []
     data: list[float] = []
@@ -118,13 +101,13 @@ def expression_to_csr(msg: pb.ExpressionProfiles) -> tuple[sp.csr_matrix, list[s
                 f"expression.cells[{i}] has {len(cell.indices)} indices but "
                 f"{len(cell.counts)} counts; they must pair up"
             )
-            raise ValueError(text)
+            raise InvalidRequestError(text)
         if cell.indices and max(cell.indices) >= len(genes):
             text = (
                 f"expression.cells[{i}] refers to gene index {max(cell.indices)} but only "
                 f"{len(genes)} genes are listed"
             )
-            raise ValueError(text)
+            raise InvalidRequestError(text)
         indices.extend(cell.indices)
         data.extend(cell.counts)
         indptr.append(len(indices))
@@ -154,7 +137,7 @@ def refs_from_proto(refs: Iterable[pb.CellRef]) -> list[tuple[str, str] | str]:
     for i, ref in enumerate(refs):
         if not ref.cell_id:
             text = f"cells[{i}].cell_id is empty: every cell reference needs a cell id"
-            raise ValueError(text)
+            raise InvalidRequestError(text)
         out.append((ref.dataset_id, ref.cell_id) if ref.dataset_id else ref.cell_id)
     return out
 
@@ -166,7 +149,7 @@ def check_k(k: int, max_k: int, default: int = DEFAULT_K) -> int:
             f"k={k} is over this server's limit of {max_k} neighbours per query cell; ask "
             f"for fewer (the limit is CELLSEARCH_MAX_K)"
         )
-        raise RequestLimitError(text)
+        raise LimitError(text)
     return k
 
 
@@ -176,35 +159,7 @@ def check_n_cells(n: int, max_cells: int) -> None:
             f"the request holds {n} query cells, over this server's limit of {max_cells} "
             f"per request; split it into batches (the limit is CELLSEARCH_MAX_QUERY_CELLS)"
         )
-        raise RequestLimitError(text)
-
-
-@functools.lru_cache(maxsize=65536)
-def term_label(term_id: str) -> str:
-    """The ontology label of a term id; the id itself when it has none (never fails)."""
-    if not term_id:
-        return ""
-    import ontology
-
-    try:
-        return ontology.label(term_id)
-    except (ValueError, LookupError):
-        return term_id
-
-
-def hit_fields(payload: dict[str, Any], fields: Sequence[str]) -> dict[str, str]:
-    """The requested payload fields as strings (lists joined by ``;``), labels resolved."""
-    wanted = list(fields) or [*DEFAULT_FIELDS, *LABEL_FIELDS]
-    out: dict[str, str] = {}
-    for name in wanted:
-        if name in LABEL_FIELDS:
-            out[name] = term_label(str(payload.get(LABEL_FIELDS[name], "")))
-            continue
-        value = payload.get(name)
-        if value is None:
-            continue
-        out[name] = ";".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
-    return out
+        raise LimitError(text)
 
 
 def hit_to_proto(hit: Any, fields: Sequence[str], *, with_vector: bool = False) -> pb.Hit:
@@ -252,3 +207,15 @@ def dataset_to_proto(entry: DatasetEntry) -> pb.Dataset:
         metadata=dict(entry.metadata),
         ingested_at=entry.ingested_at,
     )
+
+
+def filter_spec(msg: pb.Filter | None) -> FilterSpec | None:
+    """The search core's filter spec for a request's ``Filter`` (None when unset): the two
+    share their field names, so every proto field reaches the core."""
+    if msg is None:
+        return None
+    values = {
+        f.name: tuple(getattr(msg, f.name)) if f.type == f.TYPE_STRING else getattr(msg, f.name)
+        for f in msg.DESCRIPTOR.fields
+    }
+    return FilterSpec(**values)

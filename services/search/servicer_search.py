@@ -9,10 +9,12 @@ import grpc
 import numpy as np
 
 from celldata.counts import check_counts
+from cellsearch.platform.errors import InvalidRequestError
+from cellsearch.search import engine
+from cellsearch.search import query as core_query
+from cellsearch.search.frames import term_label
 from cellsearch.v1 import cellsearch_pb2 as pb
 from cellsearch.v1 import cellsearch_pb2_grpc as pb_grpc
-from services.search import query as core_query
-from services.search import servicer_engine as engine
 from services.search.deps import ServiceDeps
 from services.search.servicer_convert import (
     DEFAULT_ANNOTATE_K,
@@ -20,17 +22,12 @@ from services.search.servicer_convert import (
     check_n_cells,
     embeddings_to_matrix,
     expression_to_csr,
+    filter_spec,
     hit_to_proto,
     refs_from_proto,
-    term_label,
 )
 from services.search.status import grpc_errors
 from vectorstore import DIM as EMBEDDING_DIM
-
-
-def _model_version(deps: ServiceDeps) -> str:
-    enc = deps._encoder  # only report a version already loaded: never load just for this
-    return str(getattr(enc, "model_version", "")) if enc is not None else ""
 
 
 class QueryCells:
@@ -50,7 +47,7 @@ def decode_query(deps: ServiceDeps, request: Any) -> QueryCells:
     limit = deps.settings.max_query_cells
     if which is None:
         text = "the request has no query: set embeddings, expression or cells"
-        raise ValueError(text)
+        raise InvalidRequestError(text)
     if which == "embeddings":
         mat = embeddings_to_matrix(request.embeddings, EMBEDDING_DIM)
         check_n_cells(mat.shape[0], limit)
@@ -66,7 +63,7 @@ def decode_query(deps: ServiceDeps, request: Any) -> QueryCells:
     refs = refs_from_proto(request.cells.cells)
     if not refs:
         text = "cells is empty: list at least one stored cell"
-        raise ValueError(text)
+        raise InvalidRequestError(text)
     check_n_cells(len(refs), limit)
     return QueryCells(cells=refs)
 
@@ -88,7 +85,7 @@ class CellSearchServicer(pb_grpc.CellSearchServicer):
             vectors=query.vectors,
             cells=query.cells,
             k=k,
-            msg_filter=request.filter if request.HasField("filter") else None,
+            spec=filter_spec(request.filter if request.HasField("filter") else None),
             limits=self.limits,
             with_vectors=request.with_vectors,
         )
@@ -99,7 +96,7 @@ class CellSearchServicer(pb_grpc.CellSearchServicer):
                 pb.QueryHits(hits=[hit_to_proto(h, fields, with_vector=vec) for h in hits])
                 for hits in results
             ],
-            model_version=_model_version(self.deps),
+            model_version=self.deps.loaded_model_version,
         )
 
     @grpc_errors
@@ -113,7 +110,7 @@ class CellSearchServicer(pb_grpc.CellSearchServicer):
             vectors=query.vectors,
             cells=query.cells,
             k=k,
-            msg_filter=request.filter if request.HasField("filter") else None,
+            spec=filter_spec(request.filter if request.HasField("filter") else None),
             limits=self.limits,
             with_vectors=request.with_vectors,
         )
@@ -122,7 +119,7 @@ class CellSearchServicer(pb_grpc.CellSearchServicer):
             hits=[hit_to_proto(h, fields, with_vector=request.with_vectors) for h in result.hits],
             coherence=float(result.coherence or 0.0),
             n_query_cells=result.n_query_cells,
-            model_version=_model_version(self.deps),
+            model_version=self.deps.loaded_model_version,
         )
 
     @grpc_errors
@@ -145,26 +142,26 @@ class CellSearchServicer(pb_grpc.CellSearchServicer):
             names = list(request.cell_names) or [str(offset + i) for i in range(n)]
             if len(names) != n:
                 text = f"cell_names lists {len(names)} names for {n} query cells"
-                raise ValueError(text)
-            msg_filter = request.filter if request.HasField("filter") else None
+                raise InvalidRequestError(text)
+            spec = filter_spec(request.filter if request.HasField("filter") else None)
             quantile = round(float(request.unknown_quantile), 6) or None  # a float32 on the wire
             if quantile is not None and not 0.0 < quantile <= 1.0:
                 text = f"unknown_quantile must be in (0, 1], got {quantile:g}"
-                raise ValueError(text)
+                raise InvalidRequestError(text)
             result = self.annotator.annotate(
                 self.deps.store,
                 vectors,
                 k,
-                msg_filter,
+                spec,
                 with_neighbours=request.with_neighbours,
                 unknown_quantile=quantile,
             )
             yield pb.AnnotateReply(
                 annotations=annotations_to_proto(names, result),
-                model_version=_model_version(self.deps),
+                model_version=self.deps.loaded_model_version,
                 offset=offset,
                 parameters=self.annotator.parameters(
-                    self.deps.store, k, msg_filter, unknown_quantile=quantile
+                    self.deps.store, k, spec, unknown_quantile=quantile
                 ),
             )
             offset += n

@@ -1,11 +1,12 @@
-"""The one place where our exceptions become gRPC status codes.
+"""The one place where exceptions become gRPC status codes.
 
-The servicer never picks a status code itself: it lets domain errors propagate and
-:func:`to_status` (applied by :func:`grpc_errors`) maps them here, so every RPC answers
-the same error the same way. The message is the exception's own text, which by house
-rule already says what to change; a few codes get a hint appended (what to retry, where
-the limit is configured). Anything unmapped is an INTERNAL error whose message names the
-exception type (never a traceback: that goes to the server log).
+The servicer never picks a status code itself: it lets errors propagate and
+:func:`to_status` (applied by :func:`grpc_errors`) maps them here, so every RPC answers the
+same error the same way. Only the project's own exception types are mapped: the
+platform's categories (``cellsearch.platform.errors``) and the domain libraries' error
+bases. Anything else (a ``TypeError``, ``KeyError`` or ``ValueError`` from a bug in server
+code) is INTERNAL, logged with its traceback, and its message names only the exception
+type, so a server bug is never reported to the client as the client's mistake.
 """
 
 from __future__ import annotations
@@ -17,74 +18,43 @@ from typing import Any, TypeVar
 
 import grpc
 
-from cellsearch.jobs import DatasetNotFoundError, DatasetTakenError, JobNotFoundError
-from cellsearch.limits import LimitExceededError
+from celldata.errors import DataValidationError
+from cellsearch.platform import errors
+from encoder.checkpoint import CheckpointError
+from ontology.errors import OntologyError
+from vectorstore import StoreLockedError
 
 log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-
-class RequestLimitError(Exception):
-    """A request over a configured size limit (k, query cells, batch, message size)."""
-
-
-class NotFoundError(LookupError):
-    """A referenced object (cell, dataset, job) does not exist."""
-
-
-class PreconditionError(Exception):
-    """The request is valid but the atlas is not in a state to answer it (e.g. empty)."""
-
-
-class UnavailableError(Exception):
-    """A backing component (store, broker, job records) does not answer; retrying may help."""
-
-
-class UnauthenticatedError(Exception):
-    """The call lacks the bearer token the server requires."""
+#: Most specific first: the first ``isinstance`` match wins.
+STATUS_CODES: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
+    (errors.UnauthenticatedError, grpc.StatusCode.UNAUTHENTICATED),
+    (errors.LimitError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (errors.AlreadyExistsError, grpc.StatusCode.ALREADY_EXISTS),
+    (errors.NotFoundError, grpc.StatusCode.NOT_FOUND),
+    (errors.PreconditionError, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.UnavailableError, grpc.StatusCode.UNAVAILABLE),
+    (StoreLockedError, grpc.StatusCode.UNAVAILABLE),
+    (errors.InvalidRequestError, grpc.StatusCode.INVALID_ARGUMENT),
+    (DataValidationError, grpc.StatusCode.INVALID_ARGUMENT),
+    (OntologyError, grpc.StatusCode.INVALID_ARGUMENT),
+    (CheckpointError, grpc.StatusCode.FAILED_PRECONDITION),
+)
 
 
-def _table() -> list[tuple[type[BaseException], grpc.StatusCode]]:
-    """Most specific first: the first ``isinstance`` match wins."""
+def _outages() -> tuple[tuple[type[BaseException], grpc.StatusCode], ...]:
+    """Backing services that do not answer (Redis, the broker): UNAVAILABLE, retry."""
     import redis
     from kombu.exceptions import OperationalError as KombuOperationalError
 
-    table: list[tuple[type[BaseException], grpc.StatusCode]] = [
-        (UnauthenticatedError, grpc.StatusCode.UNAUTHENTICATED),
-        (RequestLimitError, grpc.StatusCode.RESOURCE_EXHAUSTED),
-        (LimitExceededError, grpc.StatusCode.RESOURCE_EXHAUSTED),
-        (DatasetTakenError, grpc.StatusCode.ALREADY_EXISTS),
-        (NotFoundError, grpc.StatusCode.NOT_FOUND),
-        (JobNotFoundError, grpc.StatusCode.NOT_FOUND),
-        (DatasetNotFoundError, grpc.StatusCode.NOT_FOUND),
-        (PreconditionError, grpc.StatusCode.FAILED_PRECONDITION),
-        (UnavailableError, grpc.StatusCode.UNAVAILABLE),
+    return (
         (redis.ConnectionError, grpc.StatusCode.UNAVAILABLE),
         (redis.TimeoutError, grpc.StatusCode.UNAVAILABLE),
         (KombuOperationalError, grpc.StatusCode.UNAVAILABLE),
         (ConnectionError, grpc.StatusCode.UNAVAILABLE),
-    ]
-    table.extend(_search_core_table())
-    # Every remaining ValueError (ontology errors, data validation, bad vectors) is the
-    # caller's to fix.
-    table.append((ValueError, grpc.StatusCode.INVALID_ARGUMENT))
-    table.append((TypeError, grpc.StatusCode.INVALID_ARGUMENT))
-    table.append((KeyError, grpc.StatusCode.NOT_FOUND))
-    return table
-
-
-def _search_core_table() -> list[tuple[type[BaseException], grpc.StatusCode]]:
-    """Codes for the search core's domain exceptions (``services/search/errors.py``)."""
-    from services.search import errors
-
-    return [
-        (errors.KTooLargeError, grpc.StatusCode.RESOURCE_EXHAUSTED),
-        (errors.TooManyQueryCellsError, grpc.StatusCode.RESOURCE_EXHAUSTED),
-        (errors.UnknownCellError, grpc.StatusCode.NOT_FOUND),
-        (errors.EmptyReferenceError, grpc.StatusCode.FAILED_PRECONDITION),
-        (errors.InvalidQueryError, grpc.StatusCode.INVALID_ARGUMENT),
-    ]
+    )
 
 
 _HINTS: dict[grpc.StatusCode, str] = {
@@ -94,18 +64,19 @@ _HINTS: dict[grpc.StatusCode, str] = {
 
 @functools.cache
 def _cached_table() -> tuple[tuple[type[BaseException], grpc.StatusCode], ...]:
-    return tuple(_table())
+    return STATUS_CODES + _outages()
 
 
 def to_status(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     """The status code and the message a person reads for ``exc``."""
     message = str(exc) or type(exc).__name__
-    if isinstance(exc, KeyError) and exc.args:
-        message = str(exc.args[0])
     for cls, code in _cached_table():
         if isinstance(exc, cls):
             return code, message + _HINTS.get(code, "")
-    return grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}): {message}"
+    return (
+        grpc.StatusCode.INTERNAL,
+        f"internal error ({type(exc).__name__}); the server log has the details",
+    )
 
 
 def abort(context: grpc.ServicerContext, exc: BaseException) -> None:

@@ -78,7 +78,9 @@ def env_problems(doc: dict[str, Any], settings_fields: set[str]) -> list[str]:
     for name, svc in services(doc):
         for key in environment(svc):
             if key.startswith(ENV_PREFIX) and key[len(ENV_PREFIX) :].lower() not in settings_fields:
-                problems.append(f"{name}: {key} is not a Settings field (cellsearch/settings.py)")
+                problems.append(
+                    f"{name}: {key} is not a Settings field (cellsearch/platform/settings.py)"
+                )
     return problems
 
 

@@ -30,7 +30,7 @@ from deploy_checks import (
     schema_errors,
 )
 
-from cellsearch.settings import Settings
+from cellsearch.platform.settings import Settings
 
 SCHEMA_SHA256 = "1f91e091f16b2dd50ab8860e02bb391d22df553d91c145eacedb1b6eff9c3f0e"
 
@@ -42,7 +42,7 @@ def compose() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def parser():
-    from cellsearch.cli import build_parser
+    from cellsearch.app.cli import build_parser
 
     return build_parser()
 
@@ -203,7 +203,7 @@ def test_unknown_setting_is_reported(broken):
     broken["services"]["worker"]["environment"]["CELLSEARCH_QDRANT_ADDR"] = "http://qdrant:6333"
     problems = env_problems(broken, settings_fields())
     assert problems == [
-        "worker: CELLSEARCH_QDRANT_ADDR is not a Settings field (cellsearch/settings.py)"
+        "worker: CELLSEARCH_QDRANT_ADDR is not a Settings field (cellsearch/platform/settings.py)"
     ]
 
 

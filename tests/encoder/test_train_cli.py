@@ -10,7 +10,7 @@ from training_kit import toy_atlas
 
 from celldata.errors import UnreadableFileError
 from celldata.reference import read_reference
-from cellsearch.cli import main
+from cellsearch.app.cli import main
 from encoder import CellEncoder
 
 

@@ -108,8 +108,8 @@ def server_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     change the atlas add and remove their own datasets."""
     import redis
 
-    from cellsearch.jobs import DatasetEntry, RedisJobStore
-    from cellsearch.settings import Settings
+    from cellsearch.platform.jobs import DatasetEntry, RedisJobStore
+    from cellsearch.platform.settings import Settings
     from services.search.server import build_server
     from vectorstore import open_store
 

@@ -110,7 +110,7 @@ def test_cli_annotates_a_cellxgene_layout_file(server_env, tmp_path, capsys) -> 
     every statistic as obs columns and the model and parameters in uns; --layer X is refused
     with ingestion's message."""
     from celldata.simulate import simulate_atlas
-    from cellsearch.cli import main
+    from cellsearch.app.cli import main
     from encoder.data import log_normalize
 
     cells = simulate_atlas(120, 2, seed=3)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cellsearch.cli import build_parser, main
+from cellsearch.app.cli import build_parser, main
 
 pytestmark = pytest.mark.integration
 

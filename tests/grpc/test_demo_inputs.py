@@ -8,7 +8,7 @@ import numpy as np
 
 def test_pbmc_counts_are_integers_on_the_panel_with_a_disjoint_held_out_set(tmp_path) -> None:
     from celldata.bundled import load_pbmc68k_reduced
-    from cellsearch.demo import write_pbmc_counts
+    from cellsearch.app.demo import write_pbmc_counts
 
     genes = [str(g) for g in load_pbmc68k_reduced().raw.var_names]
     panel = ["NOT_A_GENE_1", *genes[:400], "NOT_A_GENE_2"]

@@ -107,7 +107,7 @@ def test_unauthenticated_without_or_with_a_wrong_token(server_env) -> None:
 
 def test_unavailable_when_the_broker_is_down(settings, atlas_free_store) -> None:
     """The default submit (Celery by task name) against a broker that does not answer."""
-    from cellsearch.jobs import MemoryJobStore
+    from cellsearch.platform.jobs import MemoryJobStore
     from services.search.server import build_server
 
     dead = settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})

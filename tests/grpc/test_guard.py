@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from cellsearch import ops
 from cellsearch.client import CellSearchClient, CellSearchError
-from cellsearch.jobs import DatasetEntry, JobState, MemoryJobStore
-from cellsearch.settings import Settings
+from cellsearch.platform import ops
+from cellsearch.platform.jobs import DatasetEntry, JobState, MemoryJobStore
+from cellsearch.platform.settings import Settings
 from cellsearch.v1 import cellsearch_pb2 as pb
 from cellsearch.v1 import cellsearch_pb2_grpc as pb_grpc
 from services.search.server import build_server, stop_server

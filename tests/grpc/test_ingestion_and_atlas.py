@@ -85,7 +85,7 @@ def test_submit_refuses_paths_outside_the_allowed_roots(server_env, tmp_path) ->
 
 
 def test_list_and_delete_datasets(server_env) -> None:
-    from cellsearch.jobs import DatasetEntry
+    from cellsearch.platform.jobs import DatasetEntry
     from vectorstore import CellRecord
 
     rng = np.random.default_rng(5)

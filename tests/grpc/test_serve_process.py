@@ -26,7 +26,7 @@ def test_serve_answers_then_stops_gracefully_on_sigterm(tmp_path) -> None:
         "CELLSEARCH_SHUTDOWN_GRACE_S": "2",
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cellsearch.cli", "serve", "--worker", "in-process"],
+        [sys.executable, "-m", "cellsearch.app.cli", "serve", "--worker", "in-process"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

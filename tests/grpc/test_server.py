@@ -87,7 +87,7 @@ def test_tls_server_and_client(settings, atlas_free_store, tmp_path: Path) -> No
 
 
 def test_graceful_stop_reports_not_serving_and_closes_its_store(settings) -> None:
-    from cellsearch.jobs import MemoryJobStore
+    from cellsearch.platform.jobs import MemoryJobStore
     from services.search.server import build_server, deps_of, stop_server
 
     server, port = build_server(settings, jobs=MemoryJobStore(), submit=lambda job_id: None)

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from cellsearch.jobs import (
+from cellsearch.platform.jobs import (
     DatasetEntry,
     DatasetTakenError,
     JobState,

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from cellsearch.jobs import (
+from cellsearch.platform.jobs import (
     DatasetEntry,
     DatasetNotFoundError,
     JobNotFoundError,

@@ -8,7 +8,7 @@ import pytest
 from search_atlas import B_CELL, CD4, CD8, CENTRES, MONOCYTE, NK, NOISE, sample_cells
 
 import ontology
-from services.search.annotate import (
+from cellsearch.search.annotate import (
     UNKNOWN,
     AnnotationConfig,
     Calibration,
@@ -18,7 +18,7 @@ from services.search.annotate import (
     label_space,
     vote,
 )
-from services.search.errors import InvalidQueryError
+from cellsearch.search.errors import InvalidQueryError
 from vectorstore import CellRecord, SearchFilter, open_store
 
 pytestmark = pytest.mark.integration

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import ontology
-from services.search.annotate import default_floor
-from services.search.servicer_engine import Annotator
+from cellsearch.search.annotate import default_floor
+from cellsearch.search.engine import Annotator
 from vectorstore import CellRecord, open_store
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]  # loads the default encoder

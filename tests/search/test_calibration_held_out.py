@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from services.search.annotate import Calibration, wider_calibration
+from cellsearch.search.annotate import Calibration, wider_calibration
 
 
 def _store_cal(values) -> Calibration:

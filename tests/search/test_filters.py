@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from search_atlas import B_CELL, CD4, CD8, COVID, LUNG, T_CELL
 
-from services.search.errors import FilterTermError, InvalidQueryError
-from services.search.filters import FilterSpec, build_filter, labels_filter
+from cellsearch.search.errors import FilterTermError, InvalidQueryError
+from cellsearch.search.filters import FilterSpec, build_filter, labels_filter
 from vectorstore import SearchFilter
 
 
@@ -33,12 +33,12 @@ def test_terms_outside_the_bundled_ontology_fall_back_to_ancestor_lists():
 
 
 def test_exact_terms_match_the_term_only():
-    flt = build_filter(FilterSpec(cell_types=[CD4], include_descendants=False))
+    flt = build_filter(FilterSpec(cell_types=[CD4], exact_terms=True))
     assert flt.must == {"cell_type_id": (CD4,)}
 
 
 def test_excluded_terms_always_take_their_descendants():
-    flt = build_filter(FilterSpec(exclude_cell_types=["T cell"], include_descendants=False))
+    flt = build_filter(FilterSpec(exclude_cell_types=["T cell"], exact_terms=True))
     assert flt.must_not == {"cell_type_ancestors": (T_CELL,)}
 
 

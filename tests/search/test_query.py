@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 from search_atlas import B_CELL, CD4, CD8, NK, sample_cells
 
-from services.search.errors import (
+from cellsearch.search.errors import (
     InvalidQueryError,
     KTooLargeError,
     TooManyQueryCellsError,
     UnknownCellError,
 )
-from services.search.filters import FilterSpec
-from services.search.query import (
+from cellsearch.search.filters import FilterSpec
+from cellsearch.search.query import (
     QueryLimits,
     centroid_of,
     search_cells,

@@ -22,9 +22,9 @@ from hypothesis import strategies as st
 from workers_testkit import TinyEncoder, write_h5ad
 
 from celldata.read import iter_chunks
-from cellsearch.jobs import JobState, MemoryJobStore
+from cellsearch.ingest.pipeline import IngestOptions, ingest
+from cellsearch.platform.jobs import JobState, MemoryJobStore
 from vectorstore import SearchFilter, open_store
-from workers.pipeline import IngestOptions, ingest
 
 pytestmark = [pytest.mark.stress, pytest.mark.slow]
 

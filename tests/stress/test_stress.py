@@ -38,7 +38,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from testkit import flushed_redis, save_tiny_model
 
 from cellsearch.client import CellSearchClient, CellSearchError
-from cellsearch.jobs import JobState, RedisJobStore
+from cellsearch.platform.jobs import JobState, RedisJobStore
 from cellsearch.v1 import cellsearch_pb2 as pb
 from cellsearch.v1 import cellsearch_pb2_grpc as pb_grpc
 
@@ -146,7 +146,7 @@ class Server:
     def start(self) -> Server:
         self.n += 1
         self.proc = Proc(
-            [sys.executable, "-m", "cellsearch.cli", "serve", "--worker", "redis"],
+            [sys.executable, "-m", "cellsearch.app.cli", "serve", "--worker", "redis"],
             self.env,
             self.store.with_suffix(f".serve{self.n}.log"),
         )
@@ -370,7 +370,7 @@ def test_kill9_of_the_embedded_server_mid_job_recovers_with_exact_cells(server, 
 
 def test_a_second_server_on_the_same_store_says_who_owns_it(server, files):
     proc = Proc(
-        [sys.executable, "-m", "cellsearch.cli", "serve", "--worker", "none"],
+        [sys.executable, "-m", "cellsearch.app.cli", "serve", "--worker", "none"],
         server.env,
         server.store.with_suffix(".second.log"),
     )
@@ -395,10 +395,11 @@ def test_the_store_holds_exactly_the_files_cells(server, files):
 
 
 def test_kill9_of_a_worker_process_mid_job_recovers_with_exact_cells(files, redis_db, tmp_path):
-    from cellsearch.settings import Settings
+    from cellsearch.ingest.submit import submit_ingestion
+    from cellsearch.platform.settings import Settings
+    from cellsearch.platform.submit import enqueue_with
     from vectorstore import SearchFilter, open_store
     from workers.app import make_celery
-    from workers.runtime import CelerySubmitter
 
     store = tmp_path / "worker-store"
     env = _env(files, store)
@@ -415,8 +416,15 @@ def test_kill9_of_a_worker_process_mid_job_recovers_with_exact_cells(files, redi
     first = worker(1)
     settings = Settings(redis_url=REDIS_URL, store_path=store, job_lease_s=LEASE_S)
     jobs = RedisJobStore(REDIS_URL)
-    submit = CelerySubmitter(make_celery(settings), jobs)
-    job = submit(path=str(files["worker"]), study_id="stress", dataset_id="worker", metadata={})
+    enqueue = enqueue_with(make_celery(settings))
+    job = submit_ingestion(
+        jobs,
+        enqueue,
+        path=str(files["worker"]),
+        study_id="stress",
+        dataset_id="worker",
+        metadata={},
+    )
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         current = jobs.get(job.job_id)

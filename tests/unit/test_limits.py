@@ -1,17 +1,17 @@
-"""The request budget and the metadata rules (cellsearch.limits)."""
+"""The request budget and the metadata rules (cellsearch.platform.limits)."""
 
 from __future__ import annotations
 
 import pytest
 
-from cellsearch.limits import (
+from cellsearch.ingest.pipeline import REEMBED_KEY
+from cellsearch.platform.limits import (
     RESERVED_METADATA_KEYS,
     LimitExceededError,
     ReservedFieldError,
     check_budget,
     check_metadata,
 )
-from workers.pipeline import REEMBED_KEY
 
 LIMITS = {"max_k": 10_000, "max_query_cells": 10_000, "max_hits": 200_000}
 

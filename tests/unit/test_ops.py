@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import logging
 
-from cellsearch import ops
-from cellsearch.jobs import Job, JobState
+from cellsearch.platform import ops
+from cellsearch.platform.jobs import Job, JobState
 
 
 def test_json_logs_carry_the_request_id(capsys):

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from cellsearch.settings import Settings
+from cellsearch.platform.settings import Settings
 
 
 def test_environment_prefix_sets_fields(monkeypatch: pytest.MonkeyPatch) -> None:

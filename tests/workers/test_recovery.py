@@ -8,11 +8,11 @@ from dataclasses import replace
 import pytest
 from workers_testkit import TinyEncoder, tiny_validator, write_h5ad
 
-from cellsearch.jobs import JobState, MemoryJobStore, SqliteJobStore
+from cellsearch.ingest.pipeline import IngestOptions, default_reader, ingest
+from cellsearch.ingest.recovery import LeaseHeldError, Reaper, leased
+from cellsearch.ingest.runner import InProcessRunner, Resources
+from cellsearch.platform.jobs import JobState, MemoryJobStore, SqliteJobStore
 from vectorstore import SearchFilter, open_store
-from workers.pipeline import IngestOptions, default_reader, ingest
-from workers.recovery import LeaseHeldError, Reaper, leased
-from workers.runtime import InProcessSubmitter, Resources
 
 
 def test_a_second_run_of_a_leased_job_is_dropped():
@@ -84,7 +84,7 @@ def test_a_restarted_in_process_runner_resumes_its_job_with_exactly_the_files_ce
         first._db.close()
         # the second life: the runner finds the job and resumes it
         jobs = SqliteJobStore(db)
-        runner = InProcessSubmitter(
+        runner = InProcessRunner(
             Resources(
                 store=store,
                 encoder=TinyEncoder(),

@@ -7,11 +7,12 @@ from celery.exceptions import Retry
 from workers_testkit import write_h5ad
 
 from celldata.errors import NotRawCountsError
-from cellsearch.jobs import INGEST_QUEUE, INGEST_TASK, JobState, MemoryJobStore
+from cellsearch.ingest.pipeline import IngestOptions
+from cellsearch.ingest.runner import Resources
+from cellsearch.platform.errors import PathNotAllowedError, is_transient
+from cellsearch.platform.jobs import INGEST_QUEUE, INGEST_TASK, JobState, MemoryJobStore
 from workers.app import make_celery
-from workers.errors import PathNotAllowedError, is_transient
-from workers.pipeline import IngestOptions
-from workers.runtime import Resources, install_resources, worker_plan
+from workers.runtime import install_resources, worker_plan
 from workers.tasks import MAX_RETRIES, retry_countdown
 
 
@@ -69,6 +70,9 @@ class UnreachableStore:
     def upsert(self, records) -> None:
         raise ConnectionError("qdrant:6334 refused the connection")
 
+    def upsert_grouped(self, dataset_id, cell_ids, vectors, payloads, group) -> None:
+        raise ConnectionError("qdrant:6334 refused the connection")
+
     def delete_dataset(self, dataset_id: str) -> int:
         return 0
 
@@ -110,13 +114,13 @@ def test_task_retries_outages_then_fails_the_job(app, settings, tiny_encoder) ->
 
 
 def _accept(path, vocabulary):
-    from workers.pipeline import ValidationSummary
+    from cellsearch.ingest.pipeline import ValidationSummary
 
     return ValidationSummary(20, len(vocabulary), len(vocabulary))
 
 
 def test_limits_and_index_build_come_from_settings(settings) -> None:
-    from workers.runtime import ingest_options
+    from cellsearch.ingest.runner import ingest_options
     from workers.tasks import OPTIMIZE_TASK
 
     custom = settings.model_copy(

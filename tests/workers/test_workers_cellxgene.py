@@ -7,9 +7,9 @@ import anndata as ad
 import pytest
 from workers_testkit import TinyEncoder, write_h5ad
 
-from cellsearch.jobs import JobState, MemoryJobStore
+from cellsearch.ingest.pipeline import IngestOptions, ingest
+from cellsearch.platform.jobs import JobState, MemoryJobStore
 from vectorstore import SearchFilter, open_store
-from workers.pipeline import IngestOptions, ingest
 
 N = 60
 

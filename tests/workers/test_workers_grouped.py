@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 from workers_testkit import make_obs
 
-from cellsearch.jobs import MemoryJobStore
+from cellsearch.ingest.pipeline import PayloadBuilder, write_chunk
+from cellsearch.platform.jobs import MemoryJobStore
 from vectorstore import SearchFilter, open_store
-from workers.pipeline import PayloadBuilder, write_chunk
 
 N = 40
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from workers_testkit import TinyEncoder, tiny_validator, write_h5ad
 
-from cellsearch.jobs import JobState, MemoryJobStore
+from cellsearch.ingest.pipeline import IngestOptions, ingest
+from cellsearch.platform.jobs import JobState, MemoryJobStore
 from vectorstore import open_store
-from workers.pipeline import IngestOptions, ingest
 
 
 class CountingStore:

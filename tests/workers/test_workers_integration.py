@@ -25,11 +25,12 @@ import pytest
 import scipy.sparse as sp
 from testkit import save_tiny_model
 
-from cellsearch.jobs import JobState, RedisJobStore
-from cellsearch.settings import Settings
+from cellsearch.ingest.submit import submit_ingestion
+from cellsearch.platform.jobs import JobState, RedisJobStore
+from cellsearch.platform.settings import Settings
+from cellsearch.platform.submit import enqueue_with
 from vectorstore import SearchFilter, open_store
 from workers.app import make_celery
-from workers.runtime import CelerySubmitter
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -131,10 +132,12 @@ def submit(env):
         redis_url=env["CELLSEARCH_REDIS_URL"], store_path=Path(env["CELLSEARCH_STORE_PATH"])
     )
     jobs = RedisJobStore(settings.redis_url)
-    submitter = CelerySubmitter(make_celery(settings), jobs)
+    enqueue = enqueue_with(make_celery(settings))
 
     def go(path: Path | str, dataset_id: str):
-        return submitter(path=str(path), study_id="", dataset_id=dataset_id, metadata={})
+        return submit_ingestion(
+            jobs, enqueue, path=str(path), study_id="S", dataset_id=dataset_id, metadata={}
+        )
 
     go.jobs = jobs
     return go
@@ -190,7 +193,7 @@ def test_submitted_files_end_with_exact_counts_and_bad_ones_write_nothing(
         job = done[ok.job_id]
         assert job.state is JobState.SUCCEEDED, (job.error, worker.output()[-2000:])
         assert (job.cells_done, job.cells_total) == (n, n)
-        assert set(job.stage_seconds) >= {"validate", "read", "normalise", "embed", "upsert"}
+        assert set(job.stage_seconds) >= {"validate", "read", "embed", "upsert"}
     cells = [c for _, c in progress]
     assert cells == sorted(cells), progress
     assert len({c for c in cells if 0 < c < 1500}) >= 2, progress  # seen mid-way, not only at end

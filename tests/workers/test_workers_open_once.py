@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from workers_testkit import TinyEncoder, tiny_validator, write_h5ad
 
-from cellsearch.jobs import JobState, MemoryJobStore
+from cellsearch.ingest.pipeline import IngestOptions, ingest
+from cellsearch.platform.errors import PathNotAllowedError
+from cellsearch.platform.jobs import JobState, MemoryJobStore
+from cellsearch.platform.paths import open_checked
 from vectorstore import SearchFilter, open_store
-from workers.errors import PathNotAllowedError
-from workers.paths import open_checked
-from workers.pipeline import IngestOptions, ingest
 
 
 def _swap_for_link(folder: Path, target: Path) -> None:
@@ -58,7 +58,7 @@ def test_a_link_swapped_in_before_the_open_is_refused(tmp_path, monkeypatch):
     inbox, outside = tmp_path / "inbox", tmp_path / "outside"
     path = write_h5ad(inbox / "data" / "cells.h5ad", 10)
     write_h5ad(outside / "data" / "cells.h5ad", 10)
-    from workers import paths
+    from cellsearch.platform import paths
 
     real_check = paths.check_path
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from workers.errors import PathNotAllowedError
-from workers.paths import check_path
+from cellsearch.platform.errors import PathNotAllowedError
+from cellsearch.platform.paths import check_path
 
 
 @pytest.fixture

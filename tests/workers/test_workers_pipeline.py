@@ -13,10 +13,11 @@ from workers_testkit import GENES, TinyEncoder, tiny_validator, write_h5ad
 
 from celldata.errors import UnreadableFileError
 from celldata.read import iter_chunks
-from cellsearch.jobs import DatasetNotFoundError, JobState, MemoryJobStore
+from cellsearch.ingest import pipeline
+from cellsearch.ingest.pipeline import IngestOptions, ingest
+from cellsearch.platform.datasets import delete_dataset
+from cellsearch.platform.jobs import DatasetNotFoundError, JobState, MemoryJobStore
 from vectorstore import SearchFilter, open_store
-from workers import pipeline
-from workers.pipeline import IngestOptions, ingest
 
 N = 300
 CHUNK = 64
@@ -252,7 +253,7 @@ def test_delete_and_reembed(inbox, jobs, store, tiny_encoder) -> None:
     assert jobs.get_dataset("D1").model_version == "tiny-2"
     assert pipeline.needs_reembed(jobs, "tiny-2") == ["D2"]
 
-    assert pipeline.delete_dataset("D2", jobs=jobs, store=store) == N
+    assert delete_dataset("D2", jobs=jobs, store=store) == N
     assert count(store, "D2") == 0 and count(store, "D1") == N
     with pytest.raises(DatasetNotFoundError):
         jobs.get_dataset("D2")

@@ -7,9 +7,11 @@ import time
 import pytest
 from workers_testkit import tiny_validator, write_h5ad
 
-from cellsearch.jobs import JobState, RedisJobStore
+from cellsearch.ingest.submit import submit_ingestion
+from cellsearch.platform.jobs import JobState, RedisJobStore
+from cellsearch.platform.submit import enqueue_with
 from vectorstore import SearchFilter, open_store
-from workers.runtime import CelerySubmitter, install_resources, resources_for, start_worker_thread
+from workers.runtime import install_resources, resources_for, start_worker_thread
 
 pytestmark = pytest.mark.integration
 
@@ -31,8 +33,13 @@ def test_worker_thread_ingests_into_the_in_process_store(settings, tiny_encoder)
                 }
             ),
         )
-        job = CelerySubmitter(handle.app, jobs)(
-            path=str(path), study_id="S", dataset_id="T", metadata={}
+        job = submit_ingestion(
+            jobs,
+            enqueue_with(handle.app),
+            path=str(path),
+            study_id="S",
+            dataset_id="T",
+            metadata={},
         )
         deadline = time.monotonic() + 60
         while not jobs.get(job.job_id).state.terminal and time.monotonic() < deadline:

@@ -18,7 +18,7 @@ import scipy.sparse as sp
 
 from celldata.errors import InsufficientGeneOverlapError, NotRawCountsError
 from celldata.read import read_metadata
-from workers.pipeline import ValidationSummary
+from cellsearch.ingest.pipeline import ValidationSummary
 
 N_GENES = 200
 GENES = [f"GENE{i:04d}" for i in range(N_GENES)]
@@ -34,7 +34,14 @@ class TinyEncoder:
         self._index = {g: i for i, g in enumerate(self.genes)}
         self._w = np.random.default_rng(seed).standard_normal((N_GENES, 128)).astype(np.float32)
 
-    def embed(self, x: sp.csr_matrix, *, gene_names: Sequence[str], batch_size: int) -> np.ndarray:
+    def embed(
+        self,
+        x: sp.csr_matrix,
+        *,
+        gene_names: Sequence[str],
+        batch_size: int,
+        min_overlap: float = 0.5,
+    ) -> np.ndarray:
         cols = np.array([self._index.get(str(g), -1) for g in gene_names])
         keep = np.flatnonzero(cols >= 0)
         aligned = sp.csr_matrix((x.shape[0], N_GENES), dtype=np.float32)

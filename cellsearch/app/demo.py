@@ -106,9 +106,9 @@ def run_demo(
     """Run the demo; returns a process exit status (0 when every step answered)."""
     from pydantic import SecretStr
 
-    from cellsearch.cli import start_platform
+    from cellsearch.app.embedded import start_platform
     from cellsearch.client import CellSearchClient
-    from cellsearch.settings import Settings, get_settings
+    from cellsearch.platform.settings import Settings, get_settings
 
     say = _Printer(out or sys.stdout)
     made_tmp = workdir is None
@@ -191,10 +191,10 @@ def run_demo(
 
 def _load_or_build_encoder(say: _Printer, settings: Any, root: Path) -> Any:
     """The configured or committed default model; trained here (minutes) when neither exists."""
-    from services.search.deps import load_encoder_from
+    from cellsearch.platform.factories import load_encoder
 
     try:
-        return load_encoder_from(settings)
+        return load_encoder(settings)
     except FileNotFoundError as exc:
         if settings.model_dir is not None:
             raise
@@ -237,7 +237,7 @@ def split_by_study(atlas_path: Path, folder: Path) -> list[tuple[Path, str]]:
 def _fibrosis_query(say: _Printer, client: Any, atlas_path: Path) -> None:
     import anndata as ad
 
-    from cellsearch.cli import format_hits
+    from cellsearch.app.cli import format_hits
 
     say.step(
         "cells similar to these fibrosis-associated macrophages, only in lung with "

@@ -9,7 +9,7 @@ Guarantees:
 * **A bad input writes nothing.** The path check and the whole-file validation (every cell)
   run before the first upsert; a refused job ends FAILED with the error's message and code.
 * **The file read is the file checked.** It is opened once inside the allowed roots and read
-  only through that handle (``workers.paths.open_checked``; tests/workers/
+  only through that handle (``cellsearch.platform.paths.open_checked``; tests/workers/
   test_workers_open_once.py).
 * **A failed or cancelled job leaves the store as it was.** A dataset id belongs to one job
   (a second ingestion of a registered id is refused), so on a permanent failure or a cancel
@@ -27,37 +27,25 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from cellsearch.jobs import DatasetEntry, DatasetNotFoundError, Job, JobState, JobStore
+from cellsearch.platform.errors import DatasetExistsError, IngestionRefusedError, is_transient
+from cellsearch.platform.jobs import DatasetEntry, DatasetNotFoundError, Job, JobState, JobStore
+from cellsearch.platform.paths import OpenedInput, open_checked
+from cellsearch.platform.schema import OBS_COLUMNS, TERM_FIELDS
 from vectorstore import CellRecord, CellStore
-from workers.errors import DatasetExistsError, IngestionRefusedError, is_transient
-from workers.paths import OpenedInput, open_checked
 
-#: obs column (CELLxGENE schema name) feeding each payload field, in order of preference.
-OBS_COLUMNS: dict[str, tuple[str, ...]] = {
-    "study_id": ("study_id",),
-    "donor_id": ("donor_id",),
-    "sample_id": ("sample_id",),
-    "cell_type_id": ("cell_type_ontology_term_id",),
-    "tissue_id": ("tissue_ontology_term_id",),
-    "disease_id": ("disease_ontology_term_id",),
-    "assay": ("assay_ontology_term_id", "assay"),
-}
-#: Payload fields holding an ontology term, and the list field that gets its ancestors.
-TERM_FIELDS: dict[str, str] = {
-    "cell_type_id": "cell_type_ancestors",
-    "tissue_id": "tissue_ancestors",
-    "disease_id": "disease_ancestors",
-}
+if TYPE_CHECKING:
+    from celldata.validate import ValidationReport
+
 #: Job metadata key that allows a job to overwrite an already registered dataset (re-embedding).
 REEMBED_KEY = "reembed_of_model"
 
-STAGES = ("validate", "read", "normalise", "embed", "payload", "upsert", "index")
+STAGES = ("validate", "read", "embed", "payload", "upsert", "index")
 
 
 class Encoder(Protocol):
@@ -69,8 +57,15 @@ class Encoder(Protocol):
     @property
     def model_version(self) -> str: ...
 
-    def embed(self, x: sp.csr_matrix, *, gene_names: Sequence[str], batch_size: int) -> np.ndarray:
-        """Raw counts (cells x file genes) -> unit vectors (cells x 128)."""
+    def embed(
+        self,
+        data: sp.csr_matrix,
+        *,
+        gene_names: Sequence[str],
+        batch_size: int,
+        min_overlap: float,
+    ) -> np.ndarray:
+        """Raw counts (cells x file genes) -> float32 unit vectors (cells x 128)."""
         ...
 
 
@@ -147,20 +142,13 @@ def default_validator(
     return validate
 
 
-def summarise_report(report: Any) -> ValidationSummary:
-    """Pick cell and gene counts out of a ``celldata.validate.ValidationReport``."""
-    n_cells = int(_first_attr(report, ("n_cells", "n_obs"), 0))
-    matched = int(_first_attr(report, ("genes_matched", "n_genes_matched", "gene_overlap"), 0))
-    total = int(_first_attr(report, ("genes_total", "n_genes"), 0))
-    return ValidationSummary(n_cells=n_cells, genes_matched=matched, genes_total=total)
-
-
-def _first_attr(obj: Any, names: Sequence[str], default: Any) -> Any:
-    for name in names:
-        value = getattr(obj, name, None)
-        if value is not None and not callable(value):
-            return value
-    return default
+def summarise_report(report: ValidationReport) -> ValidationSummary:
+    """The cell and gene counts the pipeline keeps from a validation report."""
+    return ValidationSummary(
+        n_cells=report.n_cells,
+        genes_matched=report.n_genes_matched or 0,
+        genes_total=report.n_genes,
+    )
 
 
 def default_reader(path: Path, chunk_size: int, start: int) -> Iterable[Any]:
@@ -257,59 +245,8 @@ class PayloadGroups:
 def write_chunk(
     store: CellStore, dataset_id: str, found: PayloadGroups, vectors: np.ndarray
 ) -> None:
-    """Upsert a chunk through the store's grouped bulk write when it has one (embedded)."""
-    bulk = getattr(store, "upsert_grouped", None)
-    if callable(bulk):
-        bulk(dataset_id, list(found.cell_ids), vectors, found.payloads, found.group)
-        return
-    store.upsert(
-        [
-            CellRecord(dataset_id, str(cell_id), vectors[i], dict(found.payloads[g]))
-            for i, (cell_id, g) in enumerate(zip(found.cell_ids, found.group, strict=True))
-        ]
-    )
-
-
-# ------------------------------------------------------------------------------ embedding
-
-
-class ChunkEmbedder:
-    """Align + normalise, then embed, timing the two apart when the encoder allows it.
-
-    ``encoder.CellEncoder`` exposes ``normalize`` and ``embed(..., normalized=True)``, so the
-    gene alignment (built once per file) and the log-normalisation are timed as their own
-    stage; any other encoder is timed as one embed stage.
-    """
-
-    def __init__(self, encoder: Encoder, *, batch_size: int, min_overlap: float) -> None:
-        self.encoder = encoder
-        self.batch_size = batch_size
-        self.min_overlap = min_overlap
-        self._aligners: dict[tuple[str, ...], Any] = {}
-        self._split = callable(getattr(encoder, "normalize", None))
-
-    def _aligner(self, gene_names: Sequence[str]) -> Any:
-        key = tuple(str(g) for g in gene_names)
-        aligner = self._aligners.get(key)
-        if aligner is None:
-            from encoder.data import GeneAligner
-
-            aligner = GeneAligner(self.encoder.genes, key, min_overlap=self.min_overlap)
-            self._aligners = {key: aligner}  # one file, one gene list: keep only the latest
-        return aligner
-
-    def __call__(self, x: sp.csr_matrix, gene_names: Sequence[str], timer: _Timer) -> np.ndarray:
-        start = timer.clock()
-        if self._split:
-            ready = self.encoder.normalize(self._aligner(gene_names).apply(x))  # type: ignore[attr-defined]
-            start = timer.add("normalise", start)
-            vectors = self.encoder.embed(  # type: ignore[call-arg]
-                ready, batch_size=self.batch_size, normalized=True
-            )
-        else:
-            vectors = self.encoder.embed(x, gene_names=gene_names, batch_size=self.batch_size)
-        timer.add("embed", start)
-        return np.asarray(vectors, dtype=np.float32)
+    """Upsert a chunk through the store's grouped bulk write."""
+    store.upsert_grouped(dataset_id, list(found.cell_ids), vectors, found.payloads, found.group)
 
 
 # ------------------------------------------------------------------------------ the job
@@ -406,9 +343,6 @@ def _run_opened(
         model_version=encoder.model_version,
         ancestors=options.ancestors or default_ancestors,
     )
-    embed = ChunkEmbedder(
-        encoder, batch_size=options.embed_batch_size, min_overlap=options.min_gene_overlap
-    )
     resume_at = min(job.cells_done, summary.n_cells)
     unindexed = 0
     chunks = iter(read(path, options.chunk_cells, resume_at))
@@ -420,8 +354,14 @@ def _run_opened(
             break
         if jobs.get(job.job_id).cancel_requested:
             return _cancel(job, jobs=jobs, store=store)
-        vectors = embed(chunk.X, chunk.var_names, timer)
         started = timer.clock()
+        vectors = encoder.embed(
+            chunk.X,
+            gene_names=chunk.var_names,
+            batch_size=options.embed_batch_size,
+            min_overlap=options.min_gene_overlap,
+        )
+        started = timer.add("embed", started)
         found = payloads.groups(chunk.obs)
         started = timer.add("payload", started)
         write_chunk(store, job.dataset_id, found, vectors)
@@ -545,18 +485,6 @@ def fail_job(
 
 
 # ------------------------------------------------------------------------------ datasets
-
-
-def delete_dataset(dataset_id: str, *, jobs: JobStore, store: CellStore) -> int:
-    """Remove a dataset's points and its registry entry; returns how many points went.
-
-    Points go first: a crash between the two leaves a registry entry whose delete can be
-    repeated, never points that nothing lists.
-    """
-    jobs.get_dataset(dataset_id)  # DatasetNotFoundError for an unknown id
-    removed = store.delete_dataset(dataset_id)
-    jobs.remove_dataset(dataset_id)
-    return removed
 
 
 def submit_reembed(dataset_id: str, *, jobs: JobStore, model_version: str) -> Job:

@@ -1,7 +1,6 @@
-"""The servicers' one door into the search core: filters, queries, centroid, annotation.
+"""The search core's door for its callers (the in-process ``Atlas``, the gRPC servicers):
+queries, centroid and annotation over one store.
 
-Every call the gRPC layer makes into query planning goes through these few functions,
-so the servicers stay decode -> call -> encode and the core can change shape behind them.
 The only state here is what annotation precomputes per reference (the cross-study
 calibration and the label space of the vote), cached per reference filter and recomputed
 when the atlas changes size.
@@ -16,41 +15,19 @@ from typing import Any
 
 import numpy as np
 
-from cellsearch.v1 import cellsearch_pb2 as pb
-from services.search import annotate as core_annotate
-from services.search import query as core_query
-from services.search.errors import EmptyReferenceError
-from services.search.filters import FilterSpec, build_filter
+from cellsearch.search import annotate as core_annotate
+from cellsearch.search import query as core_query
+from cellsearch.search.errors import EmptyReferenceError
+from cellsearch.search.filters import FilterSpec, build_filter
 
 #: Reference cells sampled to calibrate the "unknown" flag (its tail quantile only).
 CALIBRATION_SAMPLE = 2000
 _SAMPLE_DIRECTIONS = 32
 
 
-def filter_spec(msg: pb.Filter | None) -> FilterSpec | None:
-    """The search core's filter spec for a request's ``Filter``."""
-    if msg is None:
-        return None
-    return FilterSpec(
-        cell_types=tuple(msg.cell_types),
-        tissues=tuple(msg.tissues),
-        diseases=tuple(msg.diseases),
-        exclude_cell_types=tuple(msg.exclude_cell_types),
-        exclude_tissues=tuple(msg.exclude_tissues),
-        exclude_diseases=tuple(msg.exclude_diseases),
-        studies=tuple(msg.studies),
-        exclude_studies=tuple(msg.exclude_studies),
-        datasets=tuple(msg.datasets),
-        donors=tuple(msg.donors),
-        assays=tuple(msg.assays),
-        include_descendants=not msg.exact_terms,
-        exclude_query_studies=msg.exclude_query_studies,
-    )
-
-
-def store_filter(msg: pb.Filter | None, query_studies: Sequence[str] = ()) -> Any:
-    """The store filter for a request's ``Filter`` (None when it constrains nothing)."""
-    return build_filter(filter_spec(msg), query_studies=tuple(query_studies))
+def store_filter(spec: FilterSpec | None, query_studies: Sequence[str] = ()) -> Any:
+    """The store filter for a filter spec (None when it constrains nothing)."""
+    return build_filter(spec, query_studies=tuple(query_studies))
 
 
 def limits_of(settings: Any) -> core_query.QueryLimits:
@@ -63,11 +40,10 @@ def search(
     vectors: np.ndarray | None,
     cells: Sequence[Any],
     k: int,
-    msg_filter: pb.Filter | None,
+    spec: FilterSpec | None,
     limits: core_query.QueryLimits,
     with_vectors: bool,
 ) -> list[list[Any]]:
-    spec = filter_spec(msg_filter)
     if vectors is None:
         return core_query.search_cells(
             store, list(cells), k, spec, limits=limits, with_vectors=with_vectors
@@ -83,14 +59,14 @@ def search_centroid(
     vectors: np.ndarray | None,
     cells: Sequence[Any],
     k: int,
-    msg_filter: pb.Filter | None,
+    spec: FilterSpec | None,
     limits: core_query.QueryLimits,
     with_vectors: bool,
 ) -> core_query.CentroidResult:
     return core_query.search_centroid(
         store,
         k,
-        filter_spec(msg_filter),
+        spec,
         cells=list(cells),
         vectors=vectors,
         limits=limits,
@@ -168,12 +144,12 @@ class Annotator:
         store: Any,
         vectors: np.ndarray,
         k: int,
-        msg_filter: pb.Filter | None,
+        spec: FilterSpec | None,
         *,
         with_neighbours: bool = False,
         unknown_quantile: float | None = None,
     ) -> core_annotate.Annotations:
-        reference = store_filter(msg_filter)
+        reference = store_filter(spec)
         config = self._config(k, unknown_quantile, with_neighbours=with_neighbours)
         ref = self.reference(store, reference, config)
         return core_annotate.annotate(
@@ -201,12 +177,12 @@ class Annotator:
         self,
         store: Any,
         k: int,
-        msg_filter: pb.Filter | None,
+        spec: FilterSpec | None,
         *,
         unknown_quantile: float | None = None,
     ) -> dict[str, str]:
         """How the annotation is made, for a reply (and the CLI's ``uns``)."""
-        reference = store_filter(msg_filter)
+        reference = store_filter(spec)
         config = self._config(k, unknown_quantile)
         cal = self.reference(store, reference, config).calibration
         return {

@@ -1,12 +1,9 @@
-"""The ``cellsearch`` command line, and the embedded single-process platform it serves.
+"""The ``cellsearch`` command line.
 
 Client commands (ingest, search, annotate, resolve, stats) talk to a server through
-:class:`~cellsearch.client.CellSearchClient`. ``serve`` composes the embedded platform:
-the one place allowed to see both ``services`` and ``workers``, so the server and the
-ingestion worker share the process's only handle on the embedded store. With Redis
-answering, jobs travel through Celery to a worker thread (the same path a separate worker
-process takes); without it, a background thread runs the pipeline and job records live in
-memory.
+:class:`~cellsearch.client.CellSearchClient`; ``serve`` runs the embedded platform
+(``cellsearch.app.embedded``) or the server alone; ``worker`` a Celery worker; ``train``
+fits an encoder on a labelled reference; ``demo`` runs the whole platform end to end.
 """
 
 from __future__ import annotations
@@ -17,11 +14,11 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cellsearch.settings import Settings
+from cellsearch.app.embedded import start_ops, start_platform
+from cellsearch.platform.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -30,187 +27,59 @@ log = logging.getLogger(__name__)
 DEFAULT_TRAIN_MINUTES = 15.0
 
 
-def redis_answers(url: str, timeout_s: float = 0.5) -> bool:
-    """True when a Redis server answers PING at ``url`` within ``timeout_s``."""
-    import redis
-
-    client = redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
-    try:
-        return bool(client.ping())
-    except (redis.ConnectionError, redis.TimeoutError, OSError):
-        return False
-    finally:
-        client.close()
-
-
-@dataclass
-class Platform:
-    """A running embedded platform; :meth:`stop` undoes :func:`start_platform`."""
-
-    settings: Settings
-    server: Any
-    port: int
-    store: Any
-    encoder: Any
-    jobs: Any
-    mode: str  # "redis" or "in-process"
-    _stops: list[Any] = field(default_factory=list)
-
-    @property
-    def address(self) -> str:
-        host = self.settings.grpc_address.rsplit(":", 1)[0] or "127.0.0.1"
-        host = "127.0.0.1" if host in ("0.0.0.0", "[::]", "") else host
-        return f"{host}:{self.port}"
-
-    def stop(self, grace: float | None = None) -> None:
-        """Stop the server (in-flight calls finish), then the worker, then close the store."""
-        from services.search.server import stop_server
-
-        stop_server(
-            self.server,
-            self.settings.shutdown_grace_s if grace is None else grace,
-            drain_s=self.settings.drain_s if grace is None else 0.0,
-        )
-        for stop in reversed(self._stops):
-            try:
-                stop()
-            except Exception:  # keep closing the rest: the store must be released
-                log.exception("while stopping the embedded platform")
-        self.store.close()
-
-
-def start_platform(
-    settings: Settings,
-    *,
-    use_redis: bool | None = None,
-    with_worker: bool = True,
-    encoder: Any = None,
-    jobs_prefix: str = "cellsearch",
-) -> Platform:
-    """Open the store and encoder once, start a worker and the gRPC server over them.
-
-    ``use_redis``: None picks Redis when it answers at ``settings.redis_url``.
-    ``jobs_prefix``: Redis key prefix of the job records (the demo uses its own).
-    """
-    from cellsearch.jobs import RedisJobStore, SqliteJobStore
-    from services.search.deps import celery_submit, load_encoder_from, open_store_from
-    from services.search.server import build_server
-
-    if use_redis is None:
-        use_redis = redis_answers(settings.redis_url)
-    store = open_store_from(settings)
-    stops: list[Any] = []
-    if settings.embedded_index_build == "at_start":
-        # Build now, before the server reports SERVING, and never while it serves (the
-        # worker thread skips it). The default builds after each job on a copy in a
-        # subprocess instead, which serving does not wait for (vectorstore.offline).
-        settings = settings.model_copy(update={"ingest_optimize": False})
-        build_index_before_serving(store)
-    try:
-        enc = encoder if encoder is not None else load_encoder_from(settings)
-        from workers.runtime import warm_ontologies
-
-        warm_ontologies(settings)  # now, not in the first job while serving
-        if use_redis:
-            from workers.runtime import start_worker_thread
-
-            jobs: Any = RedisJobStore(settings.redis_url, prefix=jobs_prefix)
-            submit = celery_submit(settings.redis_url)
-            if with_worker:
-                handle = start_worker_thread(settings, store=store, encoder=enc, jobs=jobs)
-                stops.append(handle.stop)
-        else:
-            from workers.runtime import InProcessSubmitter, Resources, ingest_options
-
-            # jobs and the dataset registry in a sqlite file beside the store: they survive
-            # a restart, and the unfinished jobs are resumed below
-            jobs = SqliteJobStore(settings.jobs_db_path)
-            stops.append(jobs.close)
-            submitter = InProcessSubmitter(
-                Resources(
-                    store=store,
-                    encoder=enc,
-                    jobs=jobs,
-                    ingest_options=ingest_options(settings),
-                    owns_store=False,
-                    lease_s=settings.job_lease_s,
-                )
-            )
-            submit = submitter.enqueue
-            stops.append(submitter.close)
-            submitter.resume()
-        server, port = build_server(settings, store=store, encoder=enc, jobs=jobs, submit=submit)
-    except BaseException:
-        for stop in reversed(stops):
-            stop()
-        store.close()
-        raise
-    return Platform(
-        settings=settings,
-        server=server,
-        port=port,
-        store=store,
-        encoder=enc,
-        jobs=jobs,
-        mode="redis" if use_redis else "in-process",
-        _stops=stops,
-    )
-
-
-def build_index_before_serving(store: Any) -> None:
-    """Index what the last run left unindexed (an ingestion's segments), before serving."""
-    import time
-
-    info = getattr(store, "info", None)
-    if not callable(info):
-        return  # a Qdrant server builds in its own background threads
-    stats = info()
-    if stats.get("indexed_vectors", 0) >= stats.get("points", 0):
-        return
-    started = time.perf_counter()
-    log.info("building the index of %d cells before serving", stats.get("points", 0))
-    store.optimize()
-    log.info("index built in %.1f s", time.perf_counter() - started)
-
-
-def start_ops(settings: Settings, *, jobs: Any = None, store: Any = None) -> int | None:
-    """Logging and the metrics endpoint of a ``serve`` or ``worker`` process."""
-    from cellsearch import ops
-
-    return ops.start_for(settings, jobs=jobs, store=store)
-
-
 # ------------------------------------------------------------------------------ the CLI
 
-_FILTER_ARGS = (
-    ("--cell-type", "cell_types", "cell type (CL id or name); repeatable"),
-    ("--tissue", "tissues", "tissue (UBERON id or name); repeatable"),
-    ("--disease", "diseases", "disease (MONDO id, name, or 'normal'); repeatable"),
-    ("--study", "studies", "only this study id; repeatable"),
-    ("--exclude-study", "exclude_studies", "never this study id; repeatable"),
-    ("--donor", "donors", "only this donor id; repeatable"),
-)
+#: Help of the filter options; every other ``Filter`` field gets a generic line.
+_FILTER_HELP: dict[str, str] = {
+    "cell_types": "cell type (CL id or name)",
+    "tissues": "tissue (UBERON id or name)",
+    "diseases": "disease (MONDO id, name, or 'normal')",
+    "studies": "only this study id",
+    "exclude_studies": "never this study id",
+    "donors": "only this donor id",
+    "datasets": "only this dataset id",
+    "assays": "only this assay (EFO id)",
+    "exclude_cell_types": "never this cell type or its subtypes",
+    "exclude_tissues": "never this tissue or its parts",
+    "exclude_diseases": "never this disease or its subtypes",
+    "exclude_query_studies": "leave out the studies of the query cells (stored-cell queries)",
+    "exact_terms": "match terms only, not descendants",
+}
+
+
+def _singular(name: str) -> str:
+    """``cell_types`` -> ``cell-type``, ``studies`` -> ``study``: one value per flag."""
+    stem = name[:-3] + "y" if name.endswith("ies") else name.removesuffix("s")
+    return stem.replace("_", "-")
+
+
+def filter_options() -> list[tuple[str, str, bool]]:
+    """(flag, proto field, is a switch) for every field of the proto's ``Filter``."""
+    from cellsearch.v1 import cellsearch_pb2 as pb
+
+    options = []
+    for field in pb.Filter.DESCRIPTOR.fields:
+        switch = field.type == field.TYPE_BOOL
+        flag = field.name.replace("_", "-") if switch else _singular(field.name)
+        options.append((f"--{flag}", field.name, switch))
+    return options
 
 
 def _add_filter_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("filter")
-    for flag, dest, text in _FILTER_ARGS:
-        g.add_argument(flag, dest=dest, action="append", default=[], help=text)
-    g.add_argument(
-        "--exclude-query-studies",
-        action="store_true",
-        help="leave out the studies of the query cells (stored-cell queries)",
-    )
-    g.add_argument("--exact", action="store_true", help="match terms only, not descendants")
+    for flag, dest, switch in filter_options():
+        text = _FILTER_HELP.get(dest, dest.replace("_", " "))
+        if switch:
+            aliases = ("--exact",) if dest == "exact_terms" else ()
+            g.add_argument(flag, *aliases, dest=dest, action="store_true", help=text)
+        else:
+            g.add_argument(flag, dest=dest, action="append", default=[], help=f"{text}; repeatable")
 
 
 def _filter_from(args: argparse.Namespace) -> dict[str, Any] | None:
-    spec: dict[str, Any] = {dest: getattr(args, dest) for _, dest, _ in _FILTER_ARGS}
+    """The filter dict (proto field names) the options of a command set."""
+    spec = {dest: getattr(args, dest) for _, dest, _ in filter_options()}
     spec = {k: v for k, v in spec.items() if v}
-    if args.exclude_query_studies:
-        spec["exclude_query_studies"] = True
-    if args.exact:
-        spec["exact_terms"] = True
     return spec or None
 
 
@@ -567,7 +436,7 @@ def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    from cellsearch.demo import run_demo
+    from cellsearch.app.demo import run_demo
 
     return run_demo(workdir=args.workdir, atlas_cells=args.atlas_cells, keep=args.keep)
 
@@ -589,7 +458,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from celldata.errors import DataValidationError
     from cellsearch.client import CellSearchError
-    from cellsearch.settings import get_settings
+    from cellsearch.platform.settings import get_settings
     from vectorstore import StoreLockedError
 
     try:

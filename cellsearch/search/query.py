@@ -13,13 +13,13 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.cluster.vq import kmeans
 
-from services.search.errors import (
+from cellsearch.search.errors import (
     InvalidQueryError,
     KTooLargeError,
     TooManyQueryCellsError,
     UnknownCellError,
 )
-from services.search.filters import FilterSpec, Resolver, build_filter
+from cellsearch.search.filters import FilterSpec, Resolver, build_filter
 from vectorstore import CellRef, CellStore, Hit, SearchFilter
 
 DEFAULT_MAX_K = 10_000

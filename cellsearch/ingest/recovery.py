@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from cellsearch.jobs import Job, JobState, JobStore
+from cellsearch.platform.jobs import Job, JobState, JobStore
 
 log = logging.getLogger(__name__)
 

@@ -198,7 +198,7 @@ def start_for(settings: Any, *, jobs: Any = None, store: Any = None) -> int | No
     ``jobs`` and ``store``: what the job-state and store-size gauges read (when this process
     has them); the queue depth is read from Redis whenever jobs travel through it.
     """
-    from cellsearch.jobs import INGEST_QUEUE, RedisJobStore
+    from cellsearch.platform.jobs import INGEST_QUEUE, RedisJobStore
 
     configure_logging(settings.log_level, settings.log_format)
     sources: dict[str, Any] = {}

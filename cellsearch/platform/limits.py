@@ -22,7 +22,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-#: Metadata keys only the platform writes (``workers.pipeline.REEMBED_KEY`` among them).
+from cellsearch.platform.errors import InvalidRequestError, LimitError
+
+#: Metadata keys only the platform writes (``cellsearch.ingest.pipeline.REEMBED_KEY`` among them).
 RESERVED_METADATA_KEYS: frozenset[str] = frozenset(
     {"reembed_of_model", "model_version", "payload_group", "dataset_id", "job_id", "cell_id"}
 )
@@ -35,11 +37,11 @@ HIT_BYTES = 400
 VECTOR_BYTES = 128 * 4 + 8
 
 
-class LimitExceededError(Exception):
+class LimitExceededError(LimitError):
     """A request over a configured budget (RESOURCE_EXHAUSTED): split or shrink it."""
 
 
-class ReservedFieldError(ValueError):
+class ReservedFieldError(InvalidRequestError):
     """A client field the platform reserves for itself (INVALID_ARGUMENT)."""
 
 

@@ -1,24 +1,33 @@
 """Domain errors of the search core, each with a message that says how to fix the request.
 
-They subclass the built-in ``ValueError`` (bad input) or ``LookupError`` (something named
-that does not exist), so plain Python callers can catch them broadly; the gRPC layer maps
-them to status codes in one place (added here by the service).
+They subclass the platform's error categories (``cellsearch.platform.errors``), which are
+also the built-in ``ValueError`` (bad input) or ``LookupError`` (something named that does
+not exist), so plain Python callers can catch them broadly; the gRPC layer maps the
+categories to status codes in one place.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from cellsearch.platform.errors import (
+    CellsearchError,
+    InvalidRequestError,
+    LimitError,
+    NotFoundError,
+    PreconditionError,
+)
 
-class SearchError(Exception):
+
+class SearchError(CellsearchError):
     """Base of every search-core error."""
 
 
-class InvalidQueryError(SearchError, ValueError):
+class InvalidQueryError(SearchError, InvalidRequestError):
     """A request that cannot be run as given (empty query, contradictory filter, ...)."""
 
 
-class KTooLargeError(InvalidQueryError):
+class KTooLargeError(InvalidQueryError, LimitError):
     """``k`` above the configured maximum."""
 
     def __init__(self, k: int, max_k: int) -> None:
@@ -31,7 +40,7 @@ class KTooLargeError(InvalidQueryError):
         self.max_k = max_k
 
 
-class TooManyQueryCellsError(InvalidQueryError):
+class TooManyQueryCellsError(InvalidQueryError, LimitError):
     """More query cells than the configured maximum."""
 
     def __init__(self, n: int, max_cells: int) -> None:
@@ -53,7 +62,7 @@ class FilterTermError(InvalidQueryError):
         self.suggestions = list(suggestions)
 
 
-class UnknownCellError(SearchError, LookupError):
+class UnknownCellError(SearchError, NotFoundError):
     """Query cells named by id that the store does not hold."""
 
     def __init__(self, missing: Sequence[str]) -> None:
@@ -66,5 +75,5 @@ class UnknownCellError(SearchError, LookupError):
         self.missing = list(missing)
 
 
-class EmptyReferenceError(SearchError, LookupError):
+class EmptyReferenceError(SearchError, PreconditionError, LookupError):
     """Annotation or calibration over a reference that holds no (admissible) cells."""

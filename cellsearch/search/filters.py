@@ -16,7 +16,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import ontology
-from services.search.errors import FilterTermError, InvalidQueryError
+from cellsearch.platform import schema
+from cellsearch.search.errors import FilterTermError, InvalidQueryError
 from vectorstore import SearchFilter
 
 Resolver = Callable[[str, str], str]
@@ -25,11 +26,15 @@ Expander = Callable[[str], Iterable[str]]
 #: Above this many descendants a term is matched through the ``*_ancestors`` list instead.
 MAX_EXPANDED_TERMS = 1000
 
-#: (spec attribute, ontology kind, field of the exact term, field of the ancestor list)
-_TERM_FIELDS: tuple[tuple[str, str, str, str], ...] = (
-    ("cell_types", "cell_type", "cell_type_id", "cell_type_ancestors"),
-    ("tissues", "tissue", "tissue_id", "tissue_ancestors"),
-    ("diseases", "disease", "disease_id", "disease_ancestors"),
+#: Term fields of the schema: (include key, exclude key, ontology kind, term field, ancestors)
+_TERM_FIELDS: tuple[tuple[str, str, str, str, str], ...] = tuple(
+    (f.include, f.exclude, f.kind, f.name, f.ancestors)
+    for f in schema.FIELDS
+    if f.kind and f.include and f.exclude and f.ancestors
+)
+#: Plain (non-term) fields of the schema a filter keeps: (include key, payload field).
+_PLAIN_INCLUDES: tuple[tuple[str, str], ...] = tuple(
+    (f.include, f.name) for f in schema.FIELDS if f.include and not f.kind and f.name != "study_id"
 )
 
 
@@ -37,8 +42,9 @@ _TERM_FIELDS: tuple[tuple[str, str, str, str], ...] = (
 class FilterSpec:
     """What a user may restrict a search to. Empty fields leave that dimension open.
 
-    Terms are ontology ids or names/synonyms ("T cell", "lung", "COVID-19"); with
-    ``include_descendants`` (the default) a term also matches all its subtypes and parts.
+    The field names are the proto ``Filter``'s (``FilterSpec(**{"tissues": ["lung"]})``).
+    Terms are ontology ids or names/synonyms ("T cell", "lung", "COVID-19"); a term also
+    matches all its subtypes and parts unless ``exact_terms`` is set.
     ``exclude_query_studies`` drops cells from the studies the query cells came from (find
     the same cell state elsewhere, not the query's own batch).
     """
@@ -55,7 +61,7 @@ class FilterSpec:
     donors: Sequence[str] = ()
     assays: Sequence[str] = ()
     model_version: str | None = None
-    include_descendants: bool = True
+    exact_terms: bool = False
     exclude_query_studies: bool = False
 
     def __post_init__(self) -> None:
@@ -134,12 +140,12 @@ def build_filter(
         return None
     must: dict[str, list[str]] = {}
     must_not: dict[str, list[str]] = {}
-    for attr, kind, id_field, anc_field in _TERM_FIELDS:
+    for attr, exclude_attr, kind, id_field, anc_field in _TERM_FIELDS:
         include = getattr(spec, attr)
-        exclude = getattr(spec, f"exclude_{attr}")
+        exclude = getattr(spec, exclude_attr)
         if include:
             ids = resolve_terms(include, kind, attr, resolve)
-            if spec.include_descendants:
+            if not spec.exact_terms:
                 field, values = _term_condition(ids, id_field, anc_field, expand)
                 must[field] = values
             else:
@@ -147,7 +153,7 @@ def build_filter(
         if exclude:
             # An excluded term always takes its descendants with it: "not T cells" must not
             # leave CD4 T cells in.
-            must_not[anc_field] = resolve_terms(exclude, kind, f"exclude_{attr}", resolve)
+            must_not[anc_field] = resolve_terms(exclude, kind, exclude_attr, resolve)
     excluded_studies = list(spec.exclude_studies)
     if spec.exclude_query_studies:
         studies = sorted(set(query_studies))
@@ -169,7 +175,7 @@ def build_filter(
         must["study_id"] = kept
     elif excluded_studies:
         must_not["study_id"] = list(dict.fromkeys(excluded_studies))
-    for attr, field in (("datasets", "dataset_id"), ("donors", "donor_id"), ("assays", "assay")):
+    for attr, field in _PLAIN_INCLUDES:
         if getattr(spec, attr):
             must[field] = list(getattr(spec, attr))
     if spec.model_version:

@@ -37,6 +37,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
+from cellsearch.platform.errors import AlreadyExistsError, NotFoundError
+
 INGEST_TASK = "cellsearch.ingest_dataset"
 """Celery task name of an ingestion job; its only argument is the job id."""
 
@@ -61,15 +63,15 @@ class JobState(StrEnum):
 _TERMINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
 
 
-class JobNotFoundError(LookupError):
+class JobNotFoundError(NotFoundError):
     """No job has this id."""
 
 
-class DatasetNotFoundError(LookupError):
+class DatasetNotFoundError(NotFoundError):
     """No dataset with this id is registered."""
 
 
-class DatasetTakenError(Exception):
+class DatasetTakenError(AlreadyExistsError):
     """The dataset id is registered, or claimed by a job still in flight (ALREADY_EXISTS)."""
 
 

@@ -21,7 +21,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from workers.errors import PathNotAllowedError
+from cellsearch.platform.errors import NotFoundError, PathNotAllowedError
+
+
+class InputNotFoundError(PathNotAllowedError, NotFoundError):
+    """The path names nothing (or a broken or looping symlink)."""
 
 
 def check_path(path: str | Path, allowed_roots: Iterable[Path]) -> Path:
@@ -45,8 +49,11 @@ def check_path(path: str | Path, allowed_roots: Iterable[Path]) -> Path:
     try:
         resolved = raw.resolve(strict=True)
     except (FileNotFoundError, RuntimeError) as exc:
-        msg = f"{text!r} does not exist (or is a broken/looping symlink); check the path"
-        raise PathNotAllowedError(msg) from exc
+        msg = (
+            f"{text!r} does not exist (or is a broken/looping symlink); check the path "
+            "(it is the server's, not yours)"
+        )
+        raise InputNotFoundError(msg) from exc
     if not any(resolved.is_relative_to(root) for root in roots):
         via = "" if resolved == raw else f" (it resolves to {str(resolved)!r})"
         msg = (

@@ -1,8 +1,10 @@
-"""Why an ingestion job stops: permanent refusals (no retry) versus transient outages (retry).
+"""The platform's own exceptions, by what the caller should do about them.
 
-The task retries only what may succeed later (the store or Redis unreachable); a bad path,
-a bad file or a dataset that already exists fail at once with a message that says what to
-do. Each permanent error carries a stable ``code`` that lands in the job record.
+Each category is one gRPC status code (``services.search.status`` maps them, and only
+them, with the domain libraries' own error bases); anything else that escapes a request
+is a bug: INTERNAL, logged with its traceback. Ingestion adds the split the task needs:
+permanent refusals (no retry, a stable ``code`` in the job record) versus transient
+outages (retried with backoff, the job keeps its progress).
 """
 
 from __future__ import annotations
@@ -10,7 +12,39 @@ from __future__ import annotations
 from typing import ClassVar
 
 
-class IngestionRefusedError(ValueError):
+class CellsearchError(Exception):
+    """Base of every exception the platform raises on purpose."""
+
+
+class InvalidRequestError(CellsearchError, ValueError):
+    """The request cannot be run as given; the message says what to change."""
+
+
+class NotFoundError(CellsearchError, LookupError):
+    """Something the request names (cell, dataset, job, file) does not exist."""
+
+
+class AlreadyExistsError(CellsearchError):
+    """The request would create something that already exists (a dataset id in use)."""
+
+
+class PreconditionError(CellsearchError):
+    """The request is valid but the atlas is not in a state to answer it (e.g. empty)."""
+
+
+class LimitError(CellsearchError):
+    """The request is over a configured limit or budget; split or shrink it."""
+
+
+class UnavailableError(CellsearchError):
+    """A backing component (store, broker, job records) does not answer; retrying may help."""
+
+
+class UnauthenticatedError(CellsearchError):
+    """The call lacks the bearer token the server requires."""
+
+
+class IngestionRefusedError(InvalidRequestError):
     """A job that can never succeed as submitted; the message tells the user what to change."""
 
     code: ClassVar[str] = "ingestion_refused"
@@ -28,7 +62,7 @@ class DatasetExistsError(IngestionRefusedError):
     code = "dataset_exists"
 
 
-class TransientError(RuntimeError):
+class TransientError(UnavailableError, RuntimeError):
     """A dependency was unavailable; the job keeps its progress and is retried with backoff."""
 
 
@@ -79,3 +113,12 @@ def _is_transient_one(exc: BaseException) -> bool:
         if name in _TRANSIENT_GRPC_CODES:
             return True
     return any(cls.__name__ in _TRANSIENT_NAMES for cls in type(exc).__mro__)
+
+
+class JobFailedError(CellsearchError):
+    """An ingestion run in this process ended without success (``Atlas.ingest``)."""
+
+    def __init__(self, job_id: str, code: str, message: str) -> None:
+        super().__init__(f"ingestion job {job_id} failed ({code or 'error'}): {message}")
+        self.job_id = job_id
+        self.code = code

@@ -39,9 +39,9 @@ from typing import Any
 import numpy as np
 
 import ontology
-from services.search.errors import EmptyReferenceError, InvalidQueryError
-from services.search.filters import Resolver, labels_filter, resolve_terms
-from services.search.query import fetch_cells
+from cellsearch.search.errors import EmptyReferenceError, InvalidQueryError
+from cellsearch.search.filters import Resolver, labels_filter, resolve_terms
+from cellsearch.search.query import fetch_cells
 from vectorstore import CellRef, CellStore, Hit, SearchFilter
 
 UNKNOWN = "unknown"
