@@ -24,9 +24,12 @@ import grpc
 import numpy as np
 import pandas as pd
 
+from cellsearch.platform.errors import JobFailedError
 from cellsearch.platform.jobs import DatasetEntry, Job, JobState
+from cellsearch.search import frames
 from cellsearch.v1 import cellsearch_pb2 as pb
 from cellsearch.v1 import cellsearch_pb2_grpc as pb_grpc
+from cellsearch.wire import decode_embeddings, encode_embeddings, encode_expression, encode_refs
 
 CellRefLike = str | tuple[str, str]
 FilterLike = Mapping[str, Any] | pb.Filter | None
@@ -72,17 +75,6 @@ def make_filter(spec: FilterLike) -> pb.Filter | None:
     return pb.Filter(**lists, **flags)
 
 
-def _refs(cells: Iterable[CellRefLike]) -> list[pb.CellRef]:
-    out = []
-    for ref in cells:
-        if isinstance(ref, str):
-            out.append(pb.CellRef(cell_id=ref))
-        else:
-            dataset_id, cell_id = ref
-            out.append(pb.CellRef(dataset_id=dataset_id, cell_id=cell_id))
-    return out
-
-
 def _is_anndata(query: Any) -> bool:
     return hasattr(query, "obs_names") and hasattr(query, "var_names") and hasattr(query, "X")
 
@@ -94,13 +86,13 @@ class Query:
     kind: str  # "cells", "expression" or "embeddings"
     data: Any
     genes: list[str] | None
-    names: list[str] | None
+    names: list[str]
     n: int
 
     def part(self, start: int, stop: int) -> dict[str, Any]:
         """The oneof ``query`` of a request for cells ``start:stop``."""
         if self.kind == "cells":
-            return {"cells": pb.CellRefs(cells=_refs(self.data[start:stop]))}
+            return {"cells": pb.CellRefs(cells=encode_refs(self.data[start:stop]))}
         if self.kind == "expression":
             assert self.genes is not None
             return {"expression": encode_expression(self.data[start:stop], self.genes)}
@@ -131,7 +123,9 @@ def prepare_query(
         if not all(isinstance(q, str | tuple) for q in query):
             msg = "a list query must hold stored cell ids or (dataset_id, cell_id) pairs"
             raise TypeError(msg)
-        return Query("cells", list(query), None, None, len(query))
+        refs = list(query)
+        names = [r if isinstance(r, str) else "/".join(r) for r in refs]
+        return Query("cells", refs, None, names, len(refs))
     if genes is not None:
         if not (sp.issparse(query) or isinstance(query, np.ndarray)):
             msg = (
@@ -156,7 +150,7 @@ def prepare_query(
     if mat.ndim != 2:
         msg = f"embeddings must be a (n, dim) matrix, got shape {mat.shape}"
         raise ValueError(msg)
-    return Query("embeddings", mat, None, None, mat.shape[0])
+    return Query("embeddings", mat, None, [str(i) for i in range(mat.shape[0])], mat.shape[0])
 
 
 def _expression(matrix: Any, genes: list[str], names: list[str] | None) -> Query:
@@ -172,79 +166,27 @@ def _expression(matrix: Any, genes: list[str], names: list[str] | None) -> Query
         raise ValueError(msg)
     check_counts(matrix, where="the query", location="its counts")
     mat = sp.csr_matrix(matrix, dtype=np.float32)
+    if names is None:
+        names = [str(i) for i in range(mat.shape[0])]
     return Query("expression", mat, genes, names, mat.shape[0])
 
 
-def encode_expression(matrix: Any, genes: Sequence[str]) -> pb.ExpressionProfiles:
-    """Raw counts as the packed CSR form of ``ExpressionProfiles`` (no per-cell loop)."""
-    import scipy.sparse as sp
-
-    mat = sp.csr_matrix(matrix, dtype=np.float32)
-    mat.sum_duplicates()
-    return pb.ExpressionProfiles(
-        genes=list(genes),
-        csr=pb.CsrCounts(
-            n_cells=mat.shape[0],
-            indptr=np.asarray(mat.indptr, dtype="<i8").tobytes(),
-            indices=np.asarray(mat.indices, dtype="<i4").tobytes(),
-            data=np.asarray(mat.data, dtype="<f4").tobytes(),
-        ),
-    )
-
-
-def _query_fields(query: Any, genes: Sequence[str] | None) -> dict[str, Any]:
-    """The oneof ``query`` of a request from whatever the caller holds."""
-    q = prepare_query(query, genes)
-    return q.part(0, q.n)
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def encode_embeddings(matrix: np.ndarray) -> pb.Embeddings:
-    """An ``Embeddings`` message straight from the matrix bytes (packed floats on the wire):
-    building it through a Python list costs seconds for a large batch."""
-    mat = np.ascontiguousarray(matrix, dtype="<f4")
-    raw = mat.tobytes()
-    wire = b"\x08" + _varint(int(mat.shape[1])) + b"\x12" + _varint(len(raw)) + raw
-    return pb.Embeddings.FromString(wire)
-
-
 def _hits_frame(
-    results: Sequence[pb.QueryHits] | Sequence[pb.Hit], *, nested: bool
+    names: Sequence[str], results: Sequence[Any], *, with_vectors: bool
 ) -> pd.DataFrame:
+    """The long hits frame (``cellsearch.search.frames``) of ``QueryHits`` replies."""
     rows: list[dict[str, Any]] = []
-    vectors: list[list[float]] = []
-    groups = results if nested else [pb.QueryHits(hits=results)]  # type: ignore[list-item]
-    for q, group in enumerate(groups):
+    vectors: list[Any] = []
+    for name, group in zip(names, results, strict=True):
         for rank, hit in enumerate(group.hits):
-            row: dict[str, Any] = {
-                "query": q,
-                "rank": rank,
-                "cell_id": hit.cell_id,
-                "dataset_id": hit.dataset_id,
-                "score": hit.score,
-                "distance": hit.distance,
-            }
-            row.update(hit.fields)
-            rows.append(row)
+            rows.append(frames.hit_row(name, rank, hit, dict(hit.fields)))
             vectors.append(list(hit.vector))
-    frame = pd.DataFrame(
-        rows,
-        columns=None if rows else ["query", "rank", "cell_id", "dataset_id", "score", "distance"],
-    )
-    if any(vectors):
-        frame["vector"] = [np.asarray(v, dtype=np.float32) for v in vectors]
-    if not nested:
-        frame = frame.drop(columns="query")
-    return frame
+    return frames.hits_frame(rows, vectors if with_vectors else None)
+
+
+def _found_names(q: Query, results: Sequence[Any]) -> list[str]:
+    """Names of stored-cell queries (every id found, or the server refuses the query)."""
+    return q.names if len(results) == q.n else [str(i) for i in range(len(results))]
 
 
 def job_from_proto(msg: pb.Job) -> Job:
@@ -268,16 +210,19 @@ def job_from_proto(msg: pb.Job) -> Job:
 
 
 class CellSearchClient:
-    """One channel to a cellsearch server; every method is one RPC (Annotate streams).
+    """One channel to a cellsearch server: the methods of :class:`cellsearch.Atlas` (search,
+    search_centroid, annotate, embed, ingest, stats, ...) with the same return types, over
+    gRPC.
 
-    ``token``: the server's bearer token (None when auth is off). ``tls``: use TLS; pass
-    ``root_certificates`` (PEM bytes) for a private CA. ``timeout``: default deadline in
-    seconds for every call (a call may pass its own).
+    ``address``: host:port (default: ``CELLSEARCH_GRPC_ADDRESS``). ``token``: the server's
+    bearer token (default: ``CELLSEARCH_AUTH_TOKEN``; none when auth is off). ``tls``: use
+    TLS; pass ``root_certificates`` (PEM bytes) for a private CA. ``timeout``: default
+    deadline in seconds for every call (a call may pass its own).
     """
 
     def __init__(
         self,
-        address: str = "127.0.0.1:50051",
+        address: str | None = None,
         *,
         token: str | None = None,
         tls: bool = False,
@@ -285,6 +230,13 @@ class CellSearchClient:
         timeout: float = 60.0,
         max_message_bytes: int = 64 * 1024 * 1024,
     ) -> None:
+        if address is None or token is None:
+            from cellsearch.platform.settings import get_settings
+
+            settings = get_settings()
+            address = address or settings.grpc_address
+            if token is None and settings.auth_token is not None:
+                token = settings.auth_token.get_secret_value() or None
         options = [
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
@@ -365,44 +317,74 @@ class CellSearchClient:
         self,
         query: Any,
         *,
-        genes: Sequence[str] | None = None,
-        k: int = 10,
+        k: int = 50,
         filter: FilterLike = None,
+        genes: Sequence[str] | None = None,
+        layer: str | None = None,
         fields: Sequence[str] = (),
         with_vectors: bool = False,
         timeout: float | None = None,
     ) -> pd.DataFrame:
-        """Nearest stored cells per query cell: one row per hit, ``query`` and ``rank`` first.
+        """The ``k`` most similar stored cells to each query cell, as one long frame: a row
+        per (query cell, hit) with the query cell's name, rank, score, distance and the
+        hit's metadata and labels (``Atlas.search`` over gRPC).
 
-        ``query``: an ``(n, 128)`` embedding matrix; raw counts (dense or sparse) with
-        ``genes``; or a list of stored cell ids / ``(dataset_id, cell_id)`` pairs.
+        ``query``: an AnnData; raw counts with ``genes``; an ``(n, 128)`` embedding matrix;
+        or stored cell ids / ``(dataset_id, cell_id)`` pairs.
         """
+        q = prepare_query(query, genes, layer=layer)
         request = pb.SearchRequest(
-            **_query_fields(query, genes),
+            **q.part(0, q.n),
             k=k,
             filter=make_filter(filter),
             fields=list(fields),
             with_vectors=with_vectors,
         )
         reply = self._call(self.search_stub.Search, request, timeout)
-        return _hits_frame(reply.results, nested=True)
+        names = q.names if q.kind != "cells" else _found_names(q, reply.results)
+        return _hits_frame(names, reply.results, with_vectors=with_vectors)
 
     def search_centroid(
         self,
         query: Any,
         *,
-        genes: Sequence[str] | None = None,
-        k: int = 10,
+        k: int = 50,
         filter: FilterLike = None,
+        genes: Sequence[str] | None = None,
+        layer: str | None = None,
         fields: Sequence[str] = (),
         timeout: float | None = None,
     ) -> tuple[pd.DataFrame, float]:
         """Nearest cells to the query population's centroid, and its coherence in [0, 1]."""
+        q = prepare_query(query, genes, layer=layer)
         request = pb.SearchCentroidRequest(
-            **_query_fields(query, genes), k=k, filter=make_filter(filter), fields=list(fields)
+            **q.part(0, q.n), k=k, filter=make_filter(filter), fields=list(fields)
         )
         reply = self._call(self.search_stub.SearchCentroid, request, timeout)
-        return _hits_frame(reply.hits, nested=False), float(reply.coherence)
+        hits = _hits_frame(["centroid"], [reply], with_vectors=False)
+        return hits.drop(columns="query"), float(reply.coherence)
+
+    def embed(
+        self,
+        data: Any,
+        *,
+        genes: Sequence[str] | None = None,
+        layer: str | None = None,
+        batch_size: int = 5000,
+        timeout: float | None = None,
+    ) -> np.ndarray:
+        """Unit vectors ``(n_cells, 128)`` of raw counts (an AnnData, or a matrix with
+        ``genes``), embedded by the server's model in batches of ``batch_size`` cells."""
+        q = prepare_query(data, genes, layer=layer)
+        if q.kind != "expression":
+            msg = "embed takes raw counts: an AnnData, or a count matrix with genes="
+            raise ValueError(msg)
+        parts = [np.zeros((0, 128), dtype=np.float32)]
+        for start in range(0, q.n, batch_size):
+            request = pb.EmbedRequest(**q.part(start, min(q.n, start + batch_size)))
+            reply = self._call(self.search_stub.Embed, request, timeout)
+            parts.append(decode_embeddings(reply.embeddings, reply.embeddings.dim))
+        return np.vstack(parts)
 
     def annotate_batches(
         self,
@@ -474,11 +456,12 @@ class CellSearchClient:
         *,
         genes: Sequence[str] | None = None,
         cell_names: Sequence[str] | None = None,
-        k: int = 0,
+        k: int = 50,
         filter: FilterLike = None,
         batch_size: int = 1000,
         timeout: float | None = None,
         layer: str | None = None,
+        key_added: str | None = None,
         with_neighbours: bool = False,
         unknown_quantile: float = 0.0,
         progress: bool = False,
@@ -491,10 +474,12 @@ class CellSearchClient:
         Large queries stream in batches of ``batch_size`` cells; ``timeout`` bounds each batch.
         ``unknown_quantile`` sets how strict the "unknown" flag is (0: the server's default,
         0.95; 0.8 flags more new types and more known cells). ``progress`` draws a progress
-        bar on stderr. If a batch fails, the :class:`CellSearchError` raised carries the
-        batches already answered in ``.partial``.
+        bar on stderr. ``key_added``: also write the columns into ``query.obs`` as
+        ``f"{key_added}_<column>"`` and the model version and parameters into
+        ``uns[key_added]`` (an AnnData query). If a batch fails, the
+        :class:`CellSearchError` raised carries the batches already answered in ``.partial``.
         """
-        frames: list[pd.DataFrame] = []
+        batches: list[pd.DataFrame] = []
         bar = None
         if progress:
             from tqdm import tqdm
@@ -514,16 +499,22 @@ class CellSearchClient:
                 with_neighbours=with_neighbours,
                 unknown_quantile=unknown_quantile,
             ):
-                frames.append(frame)
+                batches.append(frame)
                 if bar is not None:
                     bar.update(len(frame))
         except CellSearchError as exc:
-            exc.partial = _concat(frames)
+            exc.partial = _concat(batches)
             raise
         finally:
             if bar is not None:
                 bar.close()
-        return _concat(frames)
+        out = _concat(batches)
+        if key_added is not None:
+            if not _is_anndata(query):
+                msg = "key_added writes into an AnnData's obs: pass an AnnData query"
+                raise ValueError(msg)
+            frames.write_annotations(query, out, key_added=key_added)
+        return out
 
     def get_cells(
         self,
@@ -534,11 +525,13 @@ class CellSearchClient:
     ) -> pd.DataFrame:
         """Stored cells by reference (missing ones are left out)."""
         request = pb.GetCellsRequest(
-            cells=_refs(cells), with_vectors=with_vectors, fields=list(fields)
+            cells=encode_refs(cells), with_vectors=with_vectors, fields=list(fields)
         )
         reply = self._call(self.search_stub.GetCells, request)
-        frame = _hits_frame(reply.cells, nested=False)
-        return frame.drop(columns=["rank", "score", "distance"], errors="ignore")
+        rows = [frames.hit_row("", 0, h, dict(h.fields)) for h in reply.cells]
+        vectors = [list(h.vector) for h in reply.cells] if with_vectors else None
+        frame = frames.hits_frame(rows, vectors)
+        return frame.drop(columns=["query", "rank", "score", "distance"], errors="ignore")
 
     # -- Ingestion ------------------------------------------------------------
     def submit_ingestion(
@@ -554,6 +547,37 @@ class CellSearchClient:
             path=str(path), study_id=study_id, dataset_id=dataset_id, metadata=metadata or {}
         )
         return job_from_proto(self._call(self.ingestion_stub.SubmitIngestion, request))
+
+    def ingest(
+        self,
+        path: str | Path,
+        *,
+        study: str,
+        dataset: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        progress: bool = True,
+        timeout: float | None = None,
+    ) -> Job:
+        """Ingest a file the server can read and wait for the job (``Atlas.ingest`` over
+        gRPC): returns the finished job, or raises :class:`JobFailedError` saying why."""
+        job = self.submit_ingestion(path, study, dataset_id=dataset or "", metadata=metadata)
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=0, unit="cells", desc=f"ingest {job.dataset_id}", dynamic_ncols=True)
+        try:
+            for current in self.watch_job(job.job_id, timeout=timeout):
+                if bar is not None:
+                    bar.total = current.cells_total or bar.total
+                    bar.update(current.cells_done - bar.n)
+                job = current
+        finally:
+            if bar is not None:
+                bar.close()
+        if job.state != JobState.SUCCEEDED:
+            raise JobFailedError(job.job_id, job.error_code, job.error or str(job.state))
+        return job
 
     def get_job(self, job_id: str) -> Job:
         return job_from_proto(self._call(self.ingestion_stub.GetJob, pb.JobRequest(job_id=job_id)))
@@ -639,30 +663,10 @@ def _n_cells(query: Any) -> int:
     return len(query) if isinstance(query, list | tuple) else int(query.shape[0])
 
 
-def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    if not frames:
-        return pd.DataFrame()
-    out = pd.concat(frames) if len(frames) > 1 else frames[0]
-    out.attrs = dict(frames[0].attrs)
-    return out
+_concat = frames.concat_frames
 
 
-ANNOTATION_COLUMNS: tuple[str, ...] = (
-    "cell_type_id",
-    "cell_type",
-    "confidence",
-    "representation_confidence",
-    "unknown",
-    "fell_back_to_ancestor",
-    "best_fine_cell_type_id",
-    "best_fine_cell_type",
-    "competing_cell_type_id",
-    "competing_cell_type",
-    "competing_share",
-    "margin",
-    "nearest_distance",
-    "mean_distance",
-)
+ANNOTATION_COLUMNS = frames.ANNOTATION_COLUMNS
 
 
 def annotation_frame(reply: pb.AnnotateReply, *, with_neighbours: bool = False) -> pd.DataFrame:

@@ -335,10 +335,8 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     else:
         import anndata as ad
 
-        from cellsearch.client import prepare_query
-
-        q = prepare_query(ad.read_h5ad(args.file), layer=args.layer)
-        query, kw["genes"] = q.data, q.genes
+        query = ad.read_h5ad(args.file)  # hits are named by the file's cell names
+        kw["layer"] = args.layer
     with _client(args, settings) as client:
         if args.centroid:
             hits, coherence = client.search_centroid(query, **kw)
@@ -400,21 +398,10 @@ def cmd_annotate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def write_annotations(adata: Any, ann: Any, out: Path) -> None:
-    """``obs`` columns ``cellsearch_<field>`` (cells not annotated stay empty) and the model
-    version and parameters in ``uns["cellsearch"]``."""
-    frame = ann.reindex([str(c) for c in adata.obs_names])
-    for col in frame.columns:
-        if col == "neighbours":
-            continue
-        values = frame[col]
-        if values.dtype == object:
-            values = values.fillna("").astype(str)
-        adata.obs[f"cellsearch_{col}"] = values.to_numpy()
-    adata.uns["cellsearch"] = {
-        "model_version": str(ann.attrs.get("model_version", "")),
-        "parameters": {str(k): str(v) for k, v in ann.attrs.get("parameters", {}).items()},
-        "n_annotated": len(ann),
-    }
+    """``obs`` columns ``cellsearch_<field>`` and ``uns["cellsearch"]``, then the file."""
+    from cellsearch.search.frames import write_annotations as write_into
+
+    write_into(adata, ann, key_added="cellsearch")
     adata.write_h5ad(out)
 
 

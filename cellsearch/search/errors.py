@@ -32,8 +32,8 @@ class KTooLargeError(InvalidQueryError, LimitError):
 
     def __init__(self, k: int, max_k: int) -> None:
         msg = (
-            f"k={k} is above this service's limit of {max_k} neighbours; ask for at most "
-            f"{max_k}, or narrow the filter and page through smaller queries"
+            f"k={k} is above this service's limit of {max_k} neighbours per query cell; ask "
+            f"for at most {max_k}, or narrow the filter (the limit is CELLSEARCH_MAX_K)"
         )
         super().__init__(msg)
         self.k = k
@@ -44,7 +44,10 @@ class TooManyQueryCellsError(InvalidQueryError, LimitError):
     """More query cells than the configured maximum."""
 
     def __init__(self, n: int, max_cells: int) -> None:
-        msg = f"{n} query cells exceed the limit of {max_cells}; split the request"
+        msg = (
+            f"the request holds {n} query cells, over the limit of {max_cells} per request; "
+            "split it into batches (the limit is CELLSEARCH_MAX_QUERY_CELLS)"
+        )
         super().__init__(msg)
         self.n = n
         self.max_cells = max_cells

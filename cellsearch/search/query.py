@@ -20,9 +20,13 @@ from cellsearch.search.errors import (
     UnknownCellError,
 )
 from cellsearch.search.filters import FilterSpec, Resolver, build_filter
-from vectorstore import CellRef, CellStore, Hit, SearchFilter
+from vectorstore import DIM, CellRef, CellStore, Hit, SearchFilter
+from vectorstore.base import as_query_matrix
 
 DEFAULT_MAX_K = 10_000
+#: Neighbours per query cell when a request leaves k at 0: a search, an annotation.
+DEFAULT_K = 10
+DEFAULT_ANNOTATE_K = 50
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,18 @@ class QueryLimits:
 
     max_k: int = DEFAULT_MAX_K
     max_query_cells: int = 10_000
+
+
+def resolve_k(k: int, limits: QueryLimits, *, default: int = DEFAULT_K) -> int:
+    """``k``, or ``default`` when it is 0 (the proto's unset), checked against the limits."""
+    k = int(k) or default
+    check_k(k, limits)
+    return k
+
+
+def check_n_cells(n: int, limits: QueryLimits) -> None:
+    """Refuse an empty query or one over the query-cell limit."""
+    _check_n(n, limits)
 
 
 def check_k(k: int, limits: QueryLimits) -> None:
@@ -50,17 +66,11 @@ def _check_n(n: int, limits: QueryLimits) -> None:
 
 
 def _as_vectors(vectors: np.ndarray) -> np.ndarray:
-    mat = np.asarray(vectors, dtype=np.float32)
-    if mat.ndim == 1:
-        mat = mat[None, :]
-    if mat.ndim != 2:
-        msg = f"query vectors must be a (n, d) matrix, got shape {mat.shape}"
-        raise InvalidQueryError(msg)
-    norms = np.linalg.norm(mat, axis=1)
-    if not np.all(np.isfinite(mat)) or np.any(norms == 0):
-        msg = "query vectors must be finite and non-zero (cosine needs a direction)"
-        raise InvalidQueryError(msg)
-    return mat / norms[:, None]
+    """Unit float32 rows; the store's own check, reported as the caller's mistake."""
+    try:
+        return as_query_matrix(vectors, DIM)
+    except ValueError as exc:
+        raise InvalidQueryError(str(exc)) from exc
 
 
 def search_vectors(

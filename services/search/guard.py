@@ -30,7 +30,7 @@ import grpc
 from cellsearch.platform import ops
 from cellsearch.platform.limits import LimitExceededError, check_budget
 from cellsearch.platform.settings import Settings
-from services.search.servicer_convert import DEFAULT_ANNOTATE_K, DEFAULT_K
+from cellsearch.search.query import DEFAULT_ANNOTATE_K, DEFAULT_K
 from vectorstore import DIM as EMBEDDING_DIM
 
 log = logging.getLogger(__name__)

@@ -15,16 +15,16 @@ from cellsearch.search import query as core_query
 from cellsearch.search.frames import term_label
 from cellsearch.v1 import cellsearch_pb2 as pb
 from cellsearch.v1 import cellsearch_pb2_grpc as pb_grpc
+from cellsearch.wire import (
+    decode_embeddings,
+    decode_expression,
+    decode_refs,
+    encode_embeddings,
+)
 from services.search.deps import ServiceDeps
 from services.search.servicer_convert import (
-    DEFAULT_ANNOTATE_K,
-    check_k,
-    check_n_cells,
-    embeddings_to_matrix,
-    expression_to_csr,
     filter_spec,
     hit_to_proto,
-    refs_from_proto,
 )
 from services.search.status import grpc_errors
 from vectorstore import DIM as EMBEDDING_DIM
@@ -41,31 +41,35 @@ class QueryCells:
         return len(self.cells) if self.vectors is None else int(self.vectors.shape[0])
 
 
-def decode_query(deps: ServiceDeps, request: Any) -> QueryCells:
+def decode_query(deps: ServiceDeps, request: Any, limits: core_query.QueryLimits) -> QueryCells:
     """Embeddings as sent, expression profiles embedded, stored cells as references."""
     which = request.WhichOneof("query")
-    limit = deps.settings.max_query_cells
     if which is None:
         text = "the request has no query: set embeddings, expression or cells"
         raise InvalidRequestError(text)
     if which == "embeddings":
-        mat = embeddings_to_matrix(request.embeddings, EMBEDDING_DIM)
-        check_n_cells(mat.shape[0], limit)
+        mat = decode_embeddings(request.embeddings, EMBEDDING_DIM)
+        core_query.check_n_cells(mat.shape[0], limits)
         return QueryCells(vectors=mat)
     if which == "expression":
-        expr = request.expression
-        check_n_cells(expr.csr.n_cells if expr.HasField("csr") else len(expr.cells), limit)
-        counts, genes = expression_to_csr(expr)
-        # the ingestion check: log-normalised or scaled values are refused, never embedded
-        check_counts(counts, where="expression", location="the request's counts")
-        embedded = deps.encoder.embed(counts, gene_names=genes)
-        return QueryCells(vectors=np.asarray(embedded, dtype=np.float32))
-    refs = refs_from_proto(request.cells.cells)
+        return QueryCells(vectors=embed_expression(deps, request.expression, limits))
+    refs = decode_refs(request.cells.cells)
     if not refs:
         text = "cells is empty: list at least one stored cell"
         raise InvalidRequestError(text)
-    check_n_cells(len(refs), limit)
+    core_query.check_n_cells(len(refs), limits)
     return QueryCells(cells=refs)
+
+
+def embed_expression(
+    deps: ServiceDeps, expr: pb.ExpressionProfiles, limits: core_query.QueryLimits
+) -> np.ndarray:
+    """Raw counts from the wire, checked and embedded: float32 unit rows."""
+    core_query.check_n_cells(expr.csr.n_cells if expr.HasField("csr") else len(expr.cells), limits)
+    counts, genes = decode_expression(expr)
+    # the ingestion check: log-normalised or scaled values are refused, never embedded
+    check_counts(counts, where="expression", location="the request's counts")
+    return np.asarray(deps.encoder.embed(counts, gene_names=genes), dtype=np.float32)
 
 
 class CellSearchServicer(pb_grpc.CellSearchServicer):
@@ -78,8 +82,8 @@ class CellSearchServicer(pb_grpc.CellSearchServicer):
 
     @grpc_errors
     def Search(self, request: pb.SearchRequest, context: grpc.ServicerContext) -> pb.SearchReply:
-        k = check_k(request.k, self.deps.settings.max_k)
-        query = decode_query(self.deps, request)
+        k = core_query.resolve_k(request.k, self.limits)
+        query = decode_query(self.deps, request, self.limits)
         results = engine.search(
             self.deps.store,
             vectors=query.vectors,
@@ -103,8 +107,8 @@ class CellSearchServicer(pb_grpc.CellSearchServicer):
     def SearchCentroid(
         self, request: pb.SearchCentroidRequest, context: grpc.ServicerContext
     ) -> pb.SearchCentroidReply:
-        k = check_k(request.k, self.deps.settings.max_k)
-        query = decode_query(self.deps, request)
+        k = core_query.resolve_k(request.k, self.limits)
+        query = decode_query(self.deps, request, self.limits)
         result = engine.search_centroid(
             self.deps.store,
             vectors=query.vectors,
@@ -132,8 +136,8 @@ class CellSearchServicer(pb_grpc.CellSearchServicer):
         for request in request_iterator:
             if not context.is_active():  # deadline passed or client gone: stop working
                 return
-            k = check_k(request.k, self.deps.settings.max_k, default=DEFAULT_ANNOTATE_K)
-            query = decode_query(self.deps, request)
+            k = core_query.resolve_k(request.k, self.limits, default=core_query.DEFAULT_ANNOTATE_K)
+            query = decode_query(self.deps, request, self.limits)
             vectors = query.vectors
             if vectors is None:
                 hits = core_query.fetch_cells(self.deps.store, query.cells)
@@ -167,11 +171,21 @@ class CellSearchServicer(pb_grpc.CellSearchServicer):
             offset += n
 
     @grpc_errors
+    def Embed(self, request: pb.EmbedRequest, context: grpc.ServicerContext) -> pb.EmbedReply:
+        if not request.HasField("expression"):
+            text = "expression is unset: send the raw counts of the cells to embed"
+            raise InvalidRequestError(text)
+        vectors = embed_expression(self.deps, request.expression, self.limits)
+        return pb.EmbedReply(
+            embeddings=encode_embeddings(vectors), model_version=self.deps.loaded_model_version
+        )
+
+    @grpc_errors
     def GetCells(
         self, request: pb.GetCellsRequest, context: grpc.ServicerContext
     ) -> pb.GetCellsReply:
-        refs = refs_from_proto(request.cells)
-        check_n_cells(len(refs), self.deps.settings.max_query_cells)
+        refs = decode_refs(request.cells)
+        core_query.check_n_cells(len(refs), self.limits)
         hits = self.deps.store.retrieve(refs, with_vectors=request.with_vectors)
         found = {h.cell_id for h in hits} | {(h.dataset_id, h.cell_id) for h in hits}
         fields = list(request.fields)

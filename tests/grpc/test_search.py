@@ -14,7 +14,7 @@ def test_search_by_embedding_finds_the_same_type(server_env, centers) -> None:
     with server_env.client() as client:
         hits = client.search(np.stack([centers["macrophage"], centers["B cell"]]), k=5)
     assert list(hits.columns[:6]) == ["query", "rank", "cell_id", "dataset_id", "score", "distance"]
-    first, second = hits[hits["query"] == 0], hits[hits["query"] == 1]
+    first, second = hits[hits["query"] == "0"], hits[hits["query"] == "1"]
     assert len(first) == len(second) == 5
     assert set(first["cell_type_id"]) == {MACROPHAGE}
     assert set(first["cell_type"]) == {"macrophage"}

@@ -38,7 +38,7 @@ def test_k_above_the_limit_is_refused_clearly(store):
 
 
 def test_too_many_query_vectors(store):
-    with pytest.raises(TooManyQueryCellsError, match="split the request"):
+    with pytest.raises(TooManyQueryCellsError, match="split it into batches"):
         search_vectors(store, np.ones((3, 128)), 5, limits=QueryLimits(max_query_cells=2))
 
 
