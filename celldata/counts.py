@@ -10,7 +10,7 @@ matrix the same way and refuse the same inputs with the same message:
 3. else ``X``, which must then hold raw counts.
 
 A ``layer=`` argument ("X", "raw", "counts" or any layer name) overrides the choice. The
-values are checked by :func:`celldata.validate.check_raw_counts`, the check ingestion runs, so
+values are checked by :func:`check_raw_counts`, the check ingestion runs, so
 log-normalised input is refused with ingestion's message, never embedded as if it were counts.
 Tests: ``tests/celldata/test_counts.py``.
 """
@@ -24,7 +24,13 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from celldata.errors import NotRawCountsError
+from celldata.errors import (
+    CountTooLargeError,
+    NegativeCountsError,
+    NonFiniteCountsError,
+    NonIntegerCountsError,
+    NotRawCountsError,
+)
 
 #: Where counts are looked for, in order (file locations as :mod:`celldata.read` names them).
 COUNTS_ORDER: tuple[str, ...] = ("layers/counts", "raw", "X")
@@ -65,10 +71,56 @@ def sample_values(matrix: Any, n_rows: int = _SAMPLE_ROWS) -> np.ndarray:
     return values[:_SAMPLE_VALUES]
 
 
+#: The largest count accepted: float32 (what counts are read as) holds every integer up to
+#: 2**24 exactly, and no cell holds 16.7 million molecules of one gene; above it (1e30 in a
+#: corrupt file) the embedding would be garbage.
+MAX_COUNT = float(2**24)
+
+
+def check_raw_counts(values: np.ndarray, *, where: str, location: str) -> None:
+    """Raise a :class:`NotRawCountsError` subclass for NaN/inf, negative, non-integer,
+    log-normalised or absurdly large values (each its own code)."""
+    if values.size == 0:
+        return
+    finite = np.isfinite(values)
+    if not finite.all():
+        example = float(values[~finite][0])
+        msg = (
+            f"{where}: {location} has {int((~finite).sum())} NaN or infinite value(s) "
+            f"(e.g. {example}); raw counts are finite non-negative integers. Re-export the "
+            "matrix"
+        )
+        raise NonFiniteCountsError(msg, details={"location": location, "example": str(example)})
+    low = float(values.min())
+    if low < 0:
+        msg = (
+            f"{where}: {location} has negative values (min {low:g}); it looks scaled or "
+            "centred. Provide raw UMI counts (non-negative integers) in X, layers['counts'] "
+            "or .raw"
+        )
+        raise NegativeCountsError(msg, details={"location": location, "min": low})
+    fractional = values != np.round(values)
+    if fractional.any():
+        example = float(values[fractional][0])
+        high = float(values.max())
+        kind = "log-normalised" if high < 30 else "normalised"
+        msg = (
+            f"{where}: {location} has non-integer values (e.g. {example:g}, max {high:g}); it "
+            f"looks {kind}, not raw counts. Provide the raw UMI counts (before "
+            "normalize_total/log1p) in X, layers['counts'] or .raw"
+        )
+        raise NonIntegerCountsError(msg, details={"location": location, "example": example})
+    high = float(values.max())
+    if high > MAX_COUNT:
+        msg = (
+            f"{where}: {location} has a count of {high:g}, above any a cell holds (limit "
+            f"{MAX_COUNT:g}); the matrix is corrupt or mis-scaled. Provide raw UMI counts"
+        )
+        raise CountTooLargeError(msg, details={"location": location, "max": high})
+
+
 def check_counts(matrix: Any, *, where: str, location: str) -> None:
     """Refuse a matrix that does not hold raw counts, with ingestion's message."""
-    from celldata.validate import check_raw_counts  # validate imports read, read imports us
-
     check_raw_counts(sample_values(matrix), where=where, location=location)
 
 

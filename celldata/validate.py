@@ -27,15 +27,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from celldata.counts import check_raw_counts
 from celldata.errors import (
-    CountTooLargeError,
     DuplicateCellIdsError,
     EmptyCellIdError,
     EmptyCellsError,
     MissingMetadataError,
-    NegativeCountsError,
-    NonFiniteCountsError,
-    NonIntegerCountsError,
     NotRawCountsError,
     ObsoleteTermError,
     UnknownTermError,
@@ -80,53 +77,7 @@ class ValidationReport:
         return None if self.alignment is None else self.alignment.n_matched
 
 
-#: The largest count accepted: float32 (what counts are read as) holds every integer up to
-#: 2**24 exactly, and no cell holds 16.7 million molecules of one gene; above it (1e30 in a
-#: corrupt file) the embedding would be garbage.
-MAX_COUNT = float(2**24)
 ASSAY_COLUMN = "assay_ontology_term_id"
-
-
-def check_raw_counts(values: np.ndarray, *, where: str, location: str) -> None:
-    """Raise a :class:`NotRawCountsError` subclass for NaN/inf, negative, non-integer,
-    log-normalised or absurdly large values (each its own code)."""
-    if values.size == 0:
-        return
-    finite = np.isfinite(values)
-    if not finite.all():
-        example = float(values[~finite][0])
-        msg = (
-            f"{where}: {location} has {int((~finite).sum())} NaN or infinite value(s) "
-            f"(e.g. {example}); raw counts are finite non-negative integers. Re-export the "
-            "matrix"
-        )
-        raise NonFiniteCountsError(msg, details={"location": location, "example": str(example)})
-    low = float(values.min())
-    if low < 0:
-        msg = (
-            f"{where}: {location} has negative values (min {low:g}); it looks scaled or "
-            "centred. Provide raw UMI counts (non-negative integers) in X, layers['counts'] "
-            "or .raw"
-        )
-        raise NegativeCountsError(msg, details={"location": location, "min": low})
-    fractional = values != np.round(values)
-    if fractional.any():
-        example = float(values[fractional][0])
-        high = float(values.max())
-        kind = "log-normalised" if high < 30 else "normalised"
-        msg = (
-            f"{where}: {location} has non-integer values (e.g. {example:g}, max {high:g}); it "
-            f"looks {kind}, not raw counts. Provide the raw UMI counts (before "
-            "normalize_total/log1p) in X, layers['counts'] or .raw"
-        )
-        raise NonIntegerCountsError(msg, details={"location": location, "example": example})
-    high = float(values.max())
-    if high > MAX_COUNT:
-        msg = (
-            f"{where}: {location} has a count of {high:g}, above any a cell holds (limit "
-            f"{MAX_COUNT:g}); the matrix is corrupt or mis-scaled. Provide raw UMI counts"
-        )
-        raise CountTooLargeError(msg, details={"location": location, "max": high})
 
 
 def _sampled_chunks(path: Path, info: DatasetInfo, sample_cells: int) -> list[CellChunk]:

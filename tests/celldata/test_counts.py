@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from celldata.counts import COUNTS_ORDER, counts_of
+from celldata.counts import COUNTS_ORDER, check_raw_counts, counts_of
 from celldata.errors import NotRawCountsError
 from celldata.read import read_metadata
-from celldata.validate import check_raw_counts
 
 GENES = [f"G{i}" for i in range(30)]
 

@@ -129,15 +129,6 @@ def test_client_imports_without_the_platform_packages():
 
 
 @needs_stubs
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "raw-count queries need h5py: cellsearch.client._expression -> celldata.counts."
-        "check_counts imports celldata.validate, which imports celldata.read, whose module "
-        "level does `import h5py` (a platform-only package)"
-    ),
-)
 def test_raw_count_queries_without_the_platform_packages():
     code = CLIENT_PROBE.format(blocked=sorted(PLATFORM_ONLY)).split("import cellsearch\n")[0]
     code += textwrap.dedent(
