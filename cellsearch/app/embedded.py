@@ -146,10 +146,7 @@ def start_platform(
 
 def build_index_before_serving(store: Any) -> None:
     """Index what the last run left unindexed (an ingestion's segments), before serving."""
-    info = getattr(store, "info", None)
-    if not callable(info):
-        return  # a Qdrant server builds in its own background threads
-    stats = info()
+    stats = store.info()
     if stats.get("indexed_vectors", 0) >= stats.get("points", 0):
         return
     started = time.perf_counter()

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from celldata.errors import DataValidationError
 from cellsearch.platform.errors import DatasetExistsError, IngestionRefusedError, is_transient
 from cellsearch.platform.jobs import DatasetEntry, DatasetNotFoundError, Job, JobState, JobStore
 from cellsearch.platform.paths import OpenedInput, open_checked
@@ -276,9 +277,8 @@ def ingest(
         if is_transient(exc):
             jobs.update(job_id, error=f"retrying after a transient error: {exc}")
             raise
-        code = getattr(exc, "code", None)
-        if isinstance(exc, ValueError) and isinstance(code, str):  # DataValidationError
-            return _fail(job, exc, code=code, jobs=jobs, store=store, timer=timer)
+        if isinstance(exc, DataValidationError):
+            return _fail(job, exc, code=exc.code, jobs=jobs, store=store, timer=timer)
         return _fail(job, exc, code="internal", jobs=jobs, store=store, timer=timer)
 
 
@@ -306,9 +306,8 @@ def _show_path(exc: ValueError, source: OpenedInput) -> None:
     if handle == shown:
         return
     exc.args = tuple(a.replace(handle, shown) if isinstance(a, str) else a for a in exc.args)
-    message = getattr(exc, "message", None)
-    if isinstance(message, str):
-        exc.message = message.replace(handle, shown)  # type: ignore[attr-defined]
+    if isinstance(exc, DataValidationError):
+        exc.message = exc.message.replace(handle, shown)
 
 
 def _run_opened(
@@ -451,7 +450,8 @@ def _fail(
 ) -> Job:
     if not isinstance(exc, DatasetExistsError):
         _discard(job, jobs=jobs, store=store)
-    message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    message = exc.message if isinstance(exc, DataValidationError) else str(exc)
+    message = message or type(exc).__name__
     failed = jobs.update(
         job.job_id,
         state=JobState.FAILED,

@@ -19,6 +19,7 @@ from cellsearch.search import annotate as core_annotate
 from cellsearch.search import query as core_query
 from cellsearch.search.errors import EmptyReferenceError
 from cellsearch.search.filters import FilterSpec, build_filter
+from vectorstore import DIM
 
 #: Reference cells sampled to calibrate the "unknown" flag (its tail quantile only).
 CALIBRATION_SAMPLE = 2000
@@ -204,7 +205,7 @@ def _sample_refs(store: Any, reference: Any, n: int) -> list[tuple[str, str]]:
     """About ``n`` reference cells, gathered around random directions (the store has no
     random sampling; spread directions reach every region of the unit sphere's used part)."""
     rng = np.random.default_rng(0)
-    dim = int(getattr(getattr(store, "config", None), "dim", 128))
+    dim = DIM
     directions = rng.normal(size=(_SAMPLE_DIRECTIONS, dim)).astype(np.float32)
     per = max(1, min(n, -(-n // _SAMPLE_DIRECTIONS) * 2))
     refs: dict[tuple[str, str], None] = {}

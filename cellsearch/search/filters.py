@@ -118,7 +118,11 @@ def resolve_terms(
         try:
             ids.append(resolver(text, kind))
         except ontology.OntologyError as exc:
-            hints = list(getattr(exc, "suggestions", []) or getattr(exc, "candidates", []))
+            hints: list[str] = []
+            if isinstance(exc, ontology.UnknownTermError):
+                hints = exc.suggestions
+            elif isinstance(exc, ontology.AmbiguousTermError):
+                hints = exc.candidates
             raise FilterTermError(field, text, str(exc), hints) from exc
     return list(dict.fromkeys(ids))
 

@@ -83,5 +83,5 @@ class AtlasServicer(pb_grpc.AtlasServicer):
             model_version=str(enc.model_version),
             dim=int(enc.embedding_dim),
             n_genes=len(enc.genes),
-            cell_types=[str(c) for c in getattr(enc, "labels", ())],
+            cell_types=[str(c) for c in enc.labels],
         )

@@ -18,7 +18,7 @@ from cellsearch.v1 import cellsearch_pb2 as pb
 
 
 def hit_to_proto(hit: Any, fields: Sequence[str], *, with_vector: bool = False) -> pb.Hit:
-    vector = hit.vector if with_vector and getattr(hit, "vector", None) is not None else None
+    vector = hit.vector if with_vector else None
     return pb.Hit(
         cell_id=hit.cell_id,
         dataset_id=hit.dataset_id,
