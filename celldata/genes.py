@@ -202,10 +202,10 @@ def align_genes(
     source: list[int] = []
     target: list[int] = []
     for i, gene in enumerate(symbols):
-        j = position.get(gene)
-        if j is not None:
+        col = position.get(gene)
+        if col is not None:
             source.append(i)
-            target.append(j)
+            target.append(col)
     n_vocab = len(vocab)
     required = (
         min(int(min_overlap), n_vocab)

@@ -45,7 +45,7 @@ class CellChunk:
 
     @property
     def n_cells(self) -> int:
-        return self.X.shape[0]
+        return int(self.X.shape[0])
 
 
 @dataclass
@@ -263,7 +263,7 @@ class _ObsSlicer:
             values = elem["values"][start:stop]
             mask = elem["mask"][start:stop]
             dtype = "Int64" if encoding == "nullable-integer" else "boolean"
-            return pd.array(np.where(mask, 0, values), dtype=dtype).where(~mask)  # type: ignore[attr-defined]
+            return pd.array(np.where(mask, 0, values), dtype=dtype).where(~mask)
         # Unknown encodings: read once through anndata and slice.
         if name not in self._whole:
             from anndata.io import read_elem

@@ -43,7 +43,8 @@ def _log_cp10k(X: sp.csr_matrix) -> np.ndarray:
     X = sp.csr_matrix(X, dtype=np.float32)
     totals = np.asarray(X.sum(axis=1)).ravel()
     scaled = sp.diags(1e4 / np.maximum(totals, 1.0)) @ X
-    return np.log1p(scaled.toarray()).astype(np.float32)
+    logged: np.ndarray = np.log1p(scaled.toarray()).astype(np.float32)
+    return logged
 
 
 def _pca_basis(centred: np.ndarray, n_components: int, rng: np.random.Generator) -> np.ndarray:
@@ -54,7 +55,8 @@ def _pca_basis(centred: np.ndarray, n_components: int, rng: np.random.Generator)
         q, _ = np.linalg.qr(centred.T @ (centred @ q))
     small = centred @ q
     _, _, vt = np.linalg.svd(small, full_matrices=False)
-    return (q @ vt.T)[:, :n_components]
+    basis: np.ndarray = (q @ vt.T)[:, :n_components]
+    return basis
 
 
 def _knn_predict(train: np.ndarray, labels: np.ndarray, test: np.ndarray, k: int) -> np.ndarray:
@@ -112,7 +114,8 @@ def batch_effect_check(
     basis = _pca_basis(X[train_idx] - mean, n_components, rng)
 
     def embed(idx: np.ndarray) -> np.ndarray:
-        return (X[idx] - mean) @ basis
+        embedded: np.ndarray = (X[idx] - mean) @ basis
+        return embedded
 
     train_emb = embed(train_idx)
     within_pred = _knn_predict(train_emb, labels[train_idx], embed(within_idx), k)

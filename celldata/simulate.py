@@ -173,7 +173,8 @@ def _type_profiles(genes: list[str], params: AtlasParams, rng: np.random.Generat
 
     def normalise(logp: np.ndarray) -> np.ndarray:
         p = np.exp(logp - logp.max())
-        return np.log(p / p.sum())
+        logq: np.ndarray = np.log(p / p.sum())
+        return logq
 
     def compose(on_pbmc: np.ndarray, on_other_log: np.ndarray) -> np.ndarray:
         out = np.empty(n)
@@ -239,7 +240,8 @@ def _composition(tissue: str, disease: str) -> np.ndarray:
             for spec in ATLAS_CELL_TYPES
         ]
     )
-    return w / w.sum()
+    weights: np.ndarray = w / w.sum()
+    return weights
 
 
 def _design(n_cells: int, n_studies: int, seed: int, params: AtlasParams) -> _Design:
@@ -261,7 +263,7 @@ def _design(n_cells: int, n_studies: int, seed: int, params: AtlasParams) -> _De
     per_study = np.floor(sizes / sizes.sum() * n_cells).astype(np.int64)
     per_study[: n_cells - per_study.sum()] += 1
 
-    donor_rows = []
+    donor_rows: list[dict[str, object]] = []
     cell_donor, cell_sample, cell_type = [], [], []
     samples: list[str] = []
     for s, study in studies.iterrows():

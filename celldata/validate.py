@@ -99,8 +99,8 @@ def _check_counts(path: Path, info: DatasetInfo, sample_cells: int) -> None:
         # No location passed the quick look: read X (or the first matrix) to say exactly why.
         location = "X" if "X" in info.locations else info.locations[0]
         sample = next(
-            iter_chunks(path, chunk_size=min(sample_cells, info.n_cells), counts=location)
-        )  # type: ignore[arg-type]
+            iter_chunks(path, chunk_size=min(sample_cells, info.n_cells), counts=location)  # type: ignore[arg-type]
+        )
         check_raw_counts(sample.X.data, where=str(path), location=location)
         msg = f"{path}: no raw counts found in {', '.join(info.locations)}"
         raise NotRawCountsError(msg)
@@ -167,7 +167,8 @@ def _missing_mask(values: pd.Series, column: str = "") -> np.ndarray:
     missing = (
         _MISSING_STRINGS - {UNKNOWN_CELL_TYPE} if column in _UNKNOWN_ALLOWED else _MISSING_STRINGS
     )
-    return (values.isna() | as_str.isin(missing)).to_numpy()
+    mask: np.ndarray = (values.isna() | as_str.isin(missing)).to_numpy()
+    return mask
 
 
 def verify_terms(values_by_column: dict[str, set[str]], path: Path | str) -> dict[str, list[str]]:

@@ -68,7 +68,7 @@ def default_train_config(**overrides: object) -> TrainConfig:
 def model_card(enc: CellEncoder, data: ad.AnnData) -> dict[str, object]:
     """What the model was trained on, how, and how well it did on studies it had not seen."""
     t = enc.training
-    best = next((r for r in t["history"] if r["epoch"] == t["best_epoch"]), {})
+    best: dict[str, object] = next((r for r in t["history"] if r["epoch"] == t["best_epoch"]), {})
     return {
         "trained_on": (
             f"simulated atlas (celldata.simulate, {N_CELLS} cells, {N_STUDIES} studies, seed "

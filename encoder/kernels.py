@@ -20,14 +20,29 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import importlib
 import mmap
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypedDict, Unpack
 
 import numpy as np
 
 HUGE_PAGE = 2 << 20
 DEFAULT_GENE_BLOCK = 512  # x 128 hidden units x 4 bytes = 256 KB of weights, L2-resident
 DEFAULT_CELL_BLOCK = 1024  # x 512-byte accumulator rows = 512 KB: with the weights, < L2
+
+
+class KernelArgs(TypedDict):
+    """The arguments of :class:`FirstLayerKernel` that every row range shares."""
+
+    csr: tuple[np.ndarray, np.ndarray, np.ndarray]
+    scale: np.ndarray | None
+    dense_col: np.ndarray | None
+    xd: np.ndarray | None
+    wt: np.ndarray
+    out: np.ndarray
+    gene_block: int
+    cell_block: int
 
 
 class FirstLayerKernel:
@@ -84,10 +99,10 @@ class FirstLayerKernel:
 def load() -> FirstLayerKernel | None:
     """The compiled kernel, or ``None`` when ``encoder._first_layer`` was not built."""
     try:
-        from encoder import _first_layer
+        extension = importlib.import_module("encoder._first_layer")
     except ImportError:
         return None
-    return FirstLayerKernel(ctypes.CDLL(_first_layer.__file__))
+    return FirstLayerKernel(ctypes.CDLL(extension.__file__))
 
 
 def huge_page_array(shape: tuple[int, ...], dtype: np.dtype | type = np.float32) -> np.ndarray:
@@ -119,7 +134,9 @@ def row_ranges(n_rows: int, n_threads: int) -> list[tuple[int, int]]:
     return [(start, min(n_rows, start + per)) for start in range(0, n_rows, max(1, per))]
 
 
-def run_parallel(kernel: FirstLayerKernel, n_threads: int, n_rows: int, **kwargs) -> None:
+def run_parallel(
+    kernel: FirstLayerKernel, n_threads: int, n_rows: int, **kwargs: Unpack[KernelArgs]
+) -> None:
     """Call ``kernel`` on disjoint row ranges from ``n_threads`` threads (GIL released)."""
     ranges = row_ranges(n_rows, n_threads)
     if len(ranges) == 1:

@@ -28,7 +28,8 @@ def knn_predict(
         preds.append(votes.argmax(dim=1).numpy())
     if not preds:
         return np.array([], dtype=ref_labels.dtype)
-    return classes[np.concatenate(preds)]
+    predicted: np.ndarray = classes[np.concatenate(preds)]
+    return predicted
 
 
 def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:

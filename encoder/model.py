@@ -149,7 +149,8 @@ class CellEncoder:
         )
         dense = dense.to(self.device).to_dense()
         self.module.eval()
-        return self.module.encoder(dense).float().cpu().numpy()
+        embedding: np.ndarray = self.module.encoder(dense).float().cpu().numpy()
+        return embedding
 
     def embed(
         self,

@@ -8,6 +8,8 @@ for key.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -38,19 +40,25 @@ class Encoder(nn.Module):
             self.network.append(_block(dims[i], dims[i + 1], p, config.batchnorm_eps))
         self.network.append(nn.Linear(config.hidden_dims[-1], config.latent_dim))
 
+    def first_block(self) -> nn.Sequential:
+        """Block 0 (built by :func:`_block`): Dropout, the gene-space Linear, BatchNorm, PReLU."""
+        return cast(nn.Sequential, self.network[0])
+
     def first_linear(self) -> nn.Linear:
         """The gene-space Linear layer (the one the sparse path replaces)."""
-        return self.network[0][1]
+        return cast(nn.Linear, self.first_block()[1])
 
     def hidden(self, h: torch.Tensor) -> torch.Tensor:
         """Everything after the first Linear: BN/PReLU of block 0, later blocks, output."""
-        h = self.network[0][3](self.network[0][2](h))
+        block = self.first_block()
+        h = block[3](block[2](h))
         for layer in self.network[1:]:
             h = layer(h)
         return F.normalize(h, p=2, dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.network[0][1](self.network[0][0](x))
+        block = self.first_block()
+        h = block[1](block[0](x))
         return self.hidden(h)
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import functools
+from typing import Protocol, cast
 
 import numpy as np
 import scipy.sparse as sp
@@ -46,12 +47,39 @@ MIN_DENSE_SPLIT_CELLS = 256  # below this a batch's gene counts say little
 BACKENDS = ("c", "numba", "scipy")
 
 
+class _BlockKernel(Protocol):
+    """The compiled numba kernel of one tile width (see :func:`_kernel`)."""
+
+    def __call__(
+        self,
+        indptr: np.ndarray,
+        indices: np.ndarray,
+        data: np.ndarray,
+        scale: np.ndarray,
+        wt: np.ndarray,
+        out: np.ndarray,
+        block: int,
+        dense_col: np.ndarray,
+        xd: np.ndarray,
+    ) -> None: ...
+
+
 @functools.lru_cache(maxsize=8)
-def _kernel(tile: int):  # pragma: no cover - compiled code, exercised through SparseEmbedder
+def _kernel(tile: int) -> _BlockKernel:  # pragma: no cover - compiled code, run by SparseEmbedder
     """The block kernel for one tile width, a compile-time constant (closures cache on disk too)."""
 
     @numba.njit(parallel=True, fastmath=True, boundscheck=False, cache=True)
-    def block_gene_major(indptr, indices, data, scale, wt, out, block, dense_col, xd):
+    def block_gene_major(
+        indptr: np.ndarray,
+        indices: np.ndarray,
+        data: np.ndarray,
+        scale: np.ndarray,
+        wt: np.ndarray,
+        out: np.ndarray,
+        block: int,
+        dense_col: np.ndarray,
+        xd: np.ndarray,
+    ) -> None:
         """out[r, :] = sum_g x[r, g] * W'[:, g] over the sparse genes; dense genes go to ``xd``.
 
         Each thread takes a block of ``block`` cells and regroups its non-zeros by
@@ -136,6 +164,24 @@ def count_scale(x: sp.csr_matrix, target_sum: float) -> np.ndarray:
     return scale.astype(np.float32)
 
 
+def _c_kernel() -> kernels.FirstLayerKernel:
+    """The compiled kernel, for a backend already checked to be ``"c"``."""
+    kernel = kernels.load()
+    if kernel is None:
+        msg = "the compiled first-layer kernel (encoder._first_layer) is not built"
+        raise RuntimeError(msg)
+    return kernel
+
+
+def _running_stats(bn: torch.nn.BatchNorm1d) -> tuple[torch.Tensor, torch.Tensor]:
+    """The running mean and variance an eval-mode BatchNorm normalises with."""
+    mean, var = bn.running_mean, bn.running_var
+    if mean is None or var is None:
+        msg = "a BatchNorm without running statistics cannot be folded into a Linear"
+        raise ValueError(msg)
+    return mean, var
+
+
 def available_backends() -> tuple[str, ...]:
     """The first-layer backends this installation can run, fastest first."""
     found = []
@@ -159,9 +205,10 @@ def fold_inference_layers(blocks: torch.nn.Module) -> list[torch.nn.Module]:
             continue
         if isinstance(m, torch.nn.BatchNorm1d) and out and isinstance(out[-1], torch.nn.Linear):
             lin = copy.deepcopy(out[-1])
-            scale = m.weight / torch.sqrt(m.running_var + m.eps)
+            mean, var = _running_stats(m)
+            scale = m.weight / torch.sqrt(var + m.eps)
             lin.weight.copy_((lin.weight.double() * scale.double()[:, None]).float())
-            lin.bias.copy_(((lin.bias - m.running_mean) * scale + m.bias).float())
+            lin.bias.copy_(((lin.bias - mean) * scale + m.bias).float())
             out[-1] = lin
             continue
         out.append(m)
@@ -190,14 +237,16 @@ class SparseEmbedder:
     ) -> None:
         enc = copy.deepcopy(encoder).cpu().float().eval()
         linear = enc.first_linear()
-        bn = enc.network[0][2]
+        block = enc.first_block()
+        bn = cast(torch.nn.BatchNorm1d, block[2])
+        mean, var = _running_stats(bn)
         with torch.no_grad():
-            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            scale = bn.weight / torch.sqrt(var + bn.eps)
             w = (linear.weight * scale[:, None]).double()
-            b = (linear.bias - bn.running_mean) * scale + bn.bias
+            b = (linear.bias - mean) * scale + bn.bias
         self.hidden_size, self.n_genes = linear.weight.shape
         self.bias = b.detach().float()
-        self.prelu = enc.network[0][3]
+        self.prelu = block[3]
         self.rest = fold_inference_layers(enc.network[1:])
         self.backend = self._choose_backend(backend)
         self.n_threads = int(n_threads) if n_threads else torch.get_num_threads()
@@ -219,7 +268,7 @@ class SparseEmbedder:
             self.wt_dense = np.ascontiguousarray(w_np.T)  # (G, H) for scipy's CSR @ dense
             return
         if self.backend == "c":
-            self.tile = kernels.load().tile
+            self.tile = _c_kernel().tile
             self.cell_block = int(cell_block or kernels.DEFAULT_CELL_BLOCK)
         else:
             self.tile = int(tile) if self.hidden_size % int(tile) == 0 else self.hidden_size
@@ -232,7 +281,7 @@ class SparseEmbedder:
     def _choose_backend(self, backend: str | None) -> str:
         available = available_backends()
         if backend is None:
-            c_fits = self.hidden_size % kernels.load().tile == 0 if "c" in available else False
+            c_fits = self.hidden_size % _c_kernel().tile == 0 if "c" in available else False
             return next(b for b in available if b != "c" or c_fits)
         if backend not in BACKENDS:
             msg = f"unknown first-layer backend {backend!r}; expected one of {BACKENDS}"
@@ -240,9 +289,9 @@ class SparseEmbedder:
         if backend not in available:
             msg = f"first-layer backend {backend!r} is not available here (have {available})"
             raise RuntimeError(msg)
-        if backend == "c" and self.hidden_size % kernels.load().tile:
+        if backend == "c" and self.hidden_size % _c_kernel().tile:
             msg = (
-                f"the C kernel needs a first layer that is a multiple of {kernels.load().tile} "
+                f"the C kernel needs a first layer that is a multiple of {_c_kernel().tile} "
                 f"wide, this one is {self.hidden_size}"
             )
             raise ValueError(msg)
@@ -276,7 +325,7 @@ class SparseEmbedder:
         data = x.data.astype(np.float32, copy=False)
         if self.backend == "c":
             kernels.run_parallel(
-                kernels.load(),
+                _c_kernel(),
                 self.n_threads,
                 n,
                 csr=(

@@ -151,7 +151,8 @@ def label_descends(label_vocab: Sequence[str]) -> np.ndarray:
 def related_types(label_vocab: Sequence[str]) -> np.ndarray:
     """Ontology relatedness of the label vocabulary: same label, ancestor or descendant."""
     descends = label_descends(label_vocab)
-    return descends | descends.T
+    related: np.ndarray = descends | descends.T
+    return related
 
 
 def split_studies(
@@ -171,7 +172,9 @@ def split_studies(
 
 
 @torch.no_grad()
-def embed_dense(module: AutoEncoder, x: sp.csr_matrix, device: str, block: int = 2048):
+def embed_dense(
+    module: AutoEncoder, x: sp.csr_matrix, device: str, block: int = 2048
+) -> np.ndarray:
     """Encoder outputs for log-normalised rows (training-time evaluation, dense batches)."""
     module.eval()
     out = [
@@ -373,7 +376,7 @@ def _train_epoch(
         if config.l1_weight:
             loss = loss + config.l1_weight * l1_penalty(run.module.encoder.first_linear().weight)
         run.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        torch.autograd.backward(loss)  # loss.backward(), which torch leaves unannotated
         run.optimizer.step()
         run.scheduler.step()
         for name, value in (("loss", loss), ("triplet", t_loss), ("recon", r_loss)):

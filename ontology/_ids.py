@@ -85,4 +85,4 @@ def check_kind(kind: str) -> OntologyKind:
     if kind not in SOURCE_PREFIX:
         msg = f"unknown ontology kind {kind!r}: expected one of {', '.join(KINDS)}"
         raise ValueError(msg)
-    return kind  # type: ignore[return-value]
+    return kind

@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -33,6 +34,8 @@ CACHE_FORMAT = 3
 DEFAULT_CACHE_DIR = Path("~/.cache/cellsearch/ontology")
 
 Arrays = dict[str, np.ndarray]
+#: A decoded JSON object: values are whatever the JSON held (str, number, list, dict ...).
+JsonObject = dict[str, Any]
 
 
 @dataclass
@@ -106,14 +109,16 @@ def _normalise_ref(ref: str) -> str:
     return f"{parts[0]}:{parts[1]}" if parts else ref
 
 
-def _read_json(path: Path) -> dict[str, dict]:
+def _read_json(path: Path) -> dict[str, JsonObject]:
     if path.name.endswith(".zst"):
         import zstandard
 
         with path.open("rb") as fh:
-            payload = zstandard.ZstdDecompressor().stream_reader(fh).read()
-        return json.loads(payload)
-    return json.loads(path.read_text(encoding="utf-8"))
+            payload: bytes | str = zstandard.ZstdDecompressor().stream_reader(fh).read()
+    else:
+        payload = path.read_text(encoding="utf-8")
+    data: dict[str, JsonObject] = json.loads(payload)
+    return data
 
 
 def _keep(term_id: str, kind: OntologyKind) -> bool:
@@ -121,7 +126,7 @@ def _keep(term_id: str, kind: OntologyKind) -> bool:
     return parts is not None and PREFIX_KIND.get(parts[0]) == kind and parts[0] != "PATO"
 
 
-def _raw_term(entry: dict) -> RawTerm:
+def _raw_term(entry: JsonObject) -> RawTerm:
     replaced = entry.get("replaced_by")
     return RawTerm(
         label=str(entry.get("label") or ""),
@@ -158,9 +163,9 @@ def add_normal(raw: RawOntology, pato_path: Path) -> None:
 
 def parse_pronto(path: Path, kind: OntologyKind) -> RawOntology:
     """Parse an OBO/OWL file with pronto; the closure follows is_a and part_of, as the JSON does."""
-    import pronto
+    from pronto.ontology import Ontology
 
-    onto = pronto.Ontology(str(path))
+    onto = Ontology(str(path))
     parents: dict[str, list[str]] = {}
     terms: dict[str, RawTerm] = {}
     for term in onto.terms():
@@ -177,11 +182,11 @@ def parse_pronto(path: Path, kind: OntologyKind) -> RawOntology:
             replaced_by=next((_normalise_ref(t.id) for t in term.replaced_by), None),
             consider=sorted(_normalise_ref(t.id) for t in term.consider),
         )
-    for tid, term in terms.items():
-        term.ancestors = _bfs_closure(tid, parents)
-    kept = {tid: term for tid, term in terms.items() if _keep(tid, kind)}
-    for term in kept.values():
-        term.ancestors = {a: d for a, d in term.ancestors.items() if a in kept}
+    for tid, raw in terms.items():
+        raw.ancestors = _bfs_closure(tid, parents)
+    kept = {tid: raw for tid, raw in terms.items() if _keep(tid, kind)}
+    for raw in kept.values():
+        raw.ancestors = {a: d for a, d in raw.ancestors.items() if a in kept}
     if not kept:
         msg = f"{path} holds no {kind} terms (expected ids prefixed {SOURCE_PREFIX[kind]}:)"
         raise ValueError(msg)
@@ -275,12 +280,13 @@ def _json_bytes(obj: object) -> np.ndarray:
     return np.frombuffer(json.dumps(obj, separators=(",", ":")).encode("utf-8"), dtype=np.uint8)
 
 
-def read_json_blob(arrays: Arrays, key: str) -> dict:
+def read_json_blob(arrays: Arrays, key: str) -> JsonObject:
     """Decode one of the JSON blobs stored beside the arrays (``meta`` or ``synonyms``)."""
-    return json.loads(arrays[key].tobytes().decode("utf-8"))
+    blob: JsonObject = json.loads(arrays[key].tobytes().decode("utf-8"))
+    return blob
 
 
-def read_meta(arrays: Arrays) -> dict:
+def read_meta(arrays: Arrays) -> JsonObject:
     """Decode the small metadata blob: kind, name, version, replacements."""
     return read_json_blob(arrays, "meta")
 
@@ -304,7 +310,7 @@ def _write_atomically(path: Path, arrays: Arrays) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
+            np.savez(fh, allow_pickle=True, **arrays)
         Path(tmp).replace(path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -96,7 +96,7 @@ def related_matrix(term_ids: Sequence[str]) -> np.ndarray:
     out = np.zeros((len(term_ids), len(term_ids)), dtype=bool)
     for kind in set(kinds):
         rows = np.flatnonzero(np.asarray(kinds) == kind)
-        block = get_ontology(kind).related_matrix([term_ids[i] for i in rows])
+        block = get_ontology(kind).related_matrix([term_ids[int(i)] for i in rows])
         out[np.ix_(rows, rows)] = block
     return out
 

@@ -8,12 +8,12 @@ callers may switch backends by configuration alone.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 import numpy as np
 
 from vectorstore.groups import GROUP_FIELD
-from vectorstore.types import CellRecord, Hit, SearchFilter
+from vectorstore.types import CellRecord, Hit, Payload, SearchFilter
 
 #: A cell to retrieve: ``(dataset_id, cell_id)``, or a bare ``cell_id`` looked up in every dataset.
 CellRef = tuple[str, str] | str
@@ -32,7 +32,7 @@ class CellStore(Protocol):
         dataset_id: str,
         cell_ids: Sequence[str],
         vectors: np.ndarray,
-        payloads: Sequence[dict],
+        payloads: Sequence[Mapping[str, str | list[str]]],
         group: np.ndarray,
     ) -> None:
         """The bulk form of :meth:`upsert` for one dataset: cell ``i`` gets
@@ -141,7 +141,8 @@ def dedupe_records(records: Iterable[CellRecord]) -> list[CellRecord]:
 
 def make_hit(score: float, payload: Mapping[str, object] | None, vector: object | None) -> Hit:
     """A :class:`Hit` from a backend's scored point."""
-    pl = {k: v for k, v in (payload or {}).items() if k != GROUP_FIELD}
+    # The store writes str and list[str] values only, besides the integer group id dropped here.
+    pl = cast(Payload, {k: v for k, v in (payload or {}).items() if k != GROUP_FIELD})
     vec = None if vector is None else np.asarray(vector, dtype=np.float32)
     return Hit(
         cell_id=str(pl.get("cell_id", "")),

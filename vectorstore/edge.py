@@ -10,8 +10,9 @@ from __future__ import annotations
 import functools
 import math
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Concatenate, ParamSpec, TypeVar
 
 import numpy as np
 import qdrant_edge as qe
@@ -43,23 +44,30 @@ POST_FILTER_OVERSAMPLING = 2
 POST_FILTER_MAX_CANDIDATES = 4096
 SCROLL_PAGE = 1024
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
-def _reading(method: Callable) -> Callable:
+
+def _reading(
+    method: Callable[Concatenate[EdgeStore, _P], _R],
+) -> Callable[Concatenate[EdgeStore, _P], _R]:
     """Run a read while no index swap holds the shard (many reads at once)."""
 
     @functools.wraps(method)
-    def gated(self: EdgeStore, *args: object, **kwargs: object) -> object:
+    def gated(self: EdgeStore, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
         with self._gate.shared():
             return method(self, *args, **kwargs)
 
     return gated
 
 
-def _writing(method: Callable) -> Callable:
+def _writing(
+    method: Callable[Concatenate[EdgeStore, _P], _R],
+) -> Callable[Concatenate[EdgeStore, _P], _R]:
     """Run a write one at a time, and never during an index build (which pauses writes)."""
 
     @functools.wraps(method)
-    def gated(self: EdgeStore, *args: object, **kwargs: object) -> object:
+    def gated(self: EdgeStore, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
         with self._writes, self._gate.shared():
             return method(self, *args, **kwargs)
 
@@ -70,8 +78,10 @@ def to_edge_filter(flt: SearchFilter | None) -> qe.Filter | None:
     """Our filter as Qdrant's: one ``MatchAny`` condition per field."""
     if flt is None or flt.is_empty:
         return None
-    must = [qe.FieldCondition(key=k, match=qe.MatchAny(list(v))) for k, v in flt.must.items()]
-    must_not = [
+    must: list[qe.ConditionType] = [
+        qe.FieldCondition(key=k, match=qe.MatchAny(list(v))) for k, v in flt.must.items()
+    ]
+    must_not: list[qe.ConditionType] = [
         qe.FieldCondition(key=k, match=qe.MatchAny(list(v))) for k, v in flt.must_not.items()
     ]
     return qe.Filter(must=must or None, must_not=must_not or None)
@@ -188,8 +198,8 @@ class EdgeStore:
         ids = [r.point_id for r in unique]
         cells = [r.cell_id for r in unique]
         vectors = [r.vector for r in unique]
-        payloads: list[dict] = []
-        index: dict[tuple, int] = {}
+        payloads: list[dict[str, str | list[str]]] = []
+        index: dict[tuple[tuple[str, str | tuple[str, ...]], ...], int] = {}
         group = np.empty(len(unique), dtype=np.int64)
         for i, r in enumerate(unique):
             shared = shared_fields(r.full_payload())
@@ -208,7 +218,7 @@ class EdgeStore:
         dataset_id: str,
         cell_ids: Sequence[str],
         vectors: np.ndarray,
-        payloads: Sequence[dict],
+        payloads: Sequence[Mapping[str, str | list[str]]],
         group: np.ndarray,
     ) -> None:
         """The bulk form of :meth:`upsert` for one dataset: no :class:`CellRecord` per cell.
@@ -232,7 +242,7 @@ class EdgeStore:
             cell = cells[int(np.flatnonzero(bad)[0])]
             msg = f"cell {cell!r}: vector is zero or not finite; cosine needs a direction"
             raise ValueError(msg)
-        shared = []
+        shared: list[dict[str, str | list[str]]] = []
         for p in payloads:
             if p.get("dataset_id", dataset_id) != dataset_id:
                 msg = (
@@ -254,12 +264,14 @@ class EdgeStore:
         ids: Sequence[str],
         cells: Sequence[str],
         vectors: Sequence[np.ndarray] | np.ndarray,
-        payloads: Sequence[dict],
+        payloads: Sequence[Mapping[str, str | list[str]]],
         group: np.ndarray,
     ) -> None:
         # the table first: a crash after it leaves an unused group, never an unknown one
         gids = self._groups.add(payloads)
-        payloads = [{**p, GROUP_FIELD: g} for p, g in zip(payloads, gids, strict=True)]
+        tagged: list[dict[str, object]] = [
+            {**p, GROUP_FIELD: g} for p, g in zip(payloads, gids, strict=True)
+        ]
         for start in range(0, len(ids), UPSERT_BATCH):
             stop = start + UPSERT_BATCH
             batch_ids = ids[start:stop]
@@ -273,10 +285,10 @@ class EdgeStore:
             order = np.argsort(batch_group, kind="stable")
             bounds = np.flatnonzero(np.diff(batch_group[order])) + 1
             for members in np.split(order, bounds):
-                if members.size and payloads[int(batch_group[members[0]])]:
+                if members.size and tagged[int(batch_group[members[0]])]:
                     self._shard.update(
                         qe.UpdateOperation.set_payload(
-                            [batch_ids[i] for i in members], payloads[int(batch_group[members[0]])]
+                            [batch_ids[i] for i in members], tagged[int(batch_group[members[0]])]
                         )
                     )
 
@@ -285,7 +297,9 @@ class EdgeStore:
         flt = SearchFilter(must={"dataset_id": [dataset_id]})
         n = self._count(flt)
         if n:
-            self._shard.update(qe.UpdateOperation.delete_points_by_filter(to_edge_filter(flt)))
+            edge_filter = to_edge_filter(flt)
+            assert edge_filter is not None  # a non-empty filter always translates
+            self._shard.update(qe.UpdateOperation.delete_points_by_filter(edge_filter))
         self._groups.remove_dataset(dataset_id)
         return n
 
@@ -322,14 +336,14 @@ class EdgeStore:
         ``set_payload``, so it costs about a scroll plus ~0.2 ms per group. Safe to re-run;
         returns the number of groups.
         """
-        members: dict[int, list] = {}
+        members: dict[int, list[qe.PointId]] = {}
         offset = None
         while True:
             recs, offset = self._shard.scroll(
                 qe.ScrollRequest(offset=offset, limit=SCROLL_PAGE * 8, with_payload=True)
             )
             # one add per page: the table is fsynced once per page, not once per new group
-            gids = self._groups.add([shared_fields(rec.payload) for rec in recs])
+            gids = self._groups.add([shared_fields(rec.payload or {}) for rec in recs])
             for rec, gid in zip(recs, gids, strict=True):
                 members.setdefault(gid, []).append(rec.id)
             if offset is None:
@@ -465,9 +479,11 @@ class EdgeStore:
             )
             for row in mat
         ]
-        kept: list[list[tuple[object, float]] | None] = []
+        kept: list[list[tuple[qe.PointId, float]] | None] = []
         for res in self._shard.query_batch(qe.QueryBatchRequest(requests)):
-            gids = np.fromiter((p.payload.get(GROUP_FIELD, -1) for p in res), np.int64, len(res))
+            gids = np.fromiter(
+                ((p.payload or {}).get(GROUP_FIELD, -1) for p in res), np.int64, len(res)
+            )
             keep = np.flatnonzero(ids_contain(matching, gids))[:k]
             kept.append([(res[i].id, res[i].score) for i in keep] if keep.size == k else None)
         wanted = [pid for rows in kept if rows for pid, _ in rows]
@@ -538,7 +554,7 @@ class EdgeStore:
         pairs, bare = split_refs(cells)
         found: list[Hit] = []
         if pairs:
-            ids = [point_id(d, c) for d, c in pairs]
+            ids: list[qe.PointId] = [point_id(d, c) for d, c in pairs]
             recs = self._shard.retrieve(ids, with_payload=True, with_vector=with_vectors)
             found.extend(make_hit(1.0, r.payload, r.vector) for r in recs)
         if bare:

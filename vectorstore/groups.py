@@ -38,6 +38,7 @@ import threading
 from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -50,8 +51,10 @@ GROUP_FIELD = "payload_group"
 CELL_LEVEL_FIELDS = frozenset({"cell_id"})
 FILE_NAME = "payload_groups.jsonl"
 
+_V = TypeVar("_V")
 
-def shared_fields(payload: Mapping[str, object]) -> dict:
+
+def shared_fields(payload: Mapping[str, _V]) -> dict[str, _V]:
     """The part of a payload its group shares: no cell-level field, no group id."""
     return {k: v for k, v in payload.items() if k not in CELL_LEVEL_FIELDS and k != GROUP_FIELD}
 
@@ -98,7 +101,7 @@ class PayloadGroups:
         # ~20 B/cell with lists of Python ints, the RAM goal is 200 B/cell in all).
         self._row_of: set[int] = set()
         self._ids = array("q")
-        self._postings: dict[str, dict[str, array]] = {}
+        self._postings: dict[str, dict[str, array[int]]] = {}
         self._arrays: dict[tuple[str, str], np.ndarray] = {}
         self._id_array: np.ndarray | None = None
         self._order = np.zeros(0, dtype=np.int64)
@@ -106,7 +109,7 @@ class PayloadGroups:
         for gid, payload in self._read():
             self._remember(gid, payload)
 
-    def _read(self) -> Iterator[tuple[int, dict]]:
+    def _read(self) -> Iterator[tuple[int, dict[str, object]]]:
         with self.path.open() as fh:
             for line in fh:
                 if line.strip():
@@ -126,7 +129,7 @@ class PayloadGroups:
         """
         with self._file_lock:
             ids: list[int] = []
-            new: dict[int, dict] = {}
+            new: dict[int, dict[str, object]] = {}
             with self._lock:
                 for payload in payloads:
                     gid = group_id(payload)
@@ -170,7 +173,8 @@ class PayloadGroups:
     def select(self, flt: SearchFilter) -> np.ndarray:
         """Ids of the groups matching ``flt``, with :meth:`SearchFilter.matches` semantics."""
         with self._lock:
-            return self._id_view()[self._match_rows(flt)]
+            ids: np.ndarray = self._id_view()[self._match_rows(flt)]
+            return ids
 
     def select_sorted(self, flt: SearchFilter) -> tuple[np.ndarray, float]:
         """The matching group ids, sorted (for :func:`ids_contain`), and their share of groups.
@@ -212,7 +216,8 @@ class PayloadGroups:
             inside = rows < rows_mask.size
             marked = np.zeros(len(rows), dtype=bool)
             marked[inside] = rows_mask[rows[inside]]
-            return (ids[rows] == gids) & marked
+            found: np.ndarray = (ids[rows] == gids) & marked
+            return found
 
     def _id_view(self) -> np.ndarray:
         if self._id_array is None or self._id_array.size != len(self._ids):
@@ -251,4 +256,5 @@ def ids_contain(sorted_ids: np.ndarray, gids: np.ndarray) -> np.ndarray:
     if sorted_ids.size == 0:
         return np.zeros(len(gids), dtype=bool)
     pos = np.minimum(np.searchsorted(sorted_ids, gids), sorted_ids.size - 1)
-    return sorted_ids[pos] == gids
+    found: np.ndarray = sorted_ids[pos] == gids
+    return found

@@ -9,7 +9,7 @@ exactly), so its warnings about them are silenced here; keep local collections s
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -38,8 +38,10 @@ def to_client_filter(flt: SearchFilter | None) -> qm.Filter | None:
     """Our filter as qdrant-client's: one ``MatchAny`` condition per field."""
     if flt is None or flt.is_empty:
         return None
-    must = [qm.FieldCondition(key=k, match=qm.MatchAny(any=list(v))) for k, v in flt.must.items()]
-    must_not = [
+    must: list[qm.Condition] = [
+        qm.FieldCondition(key=k, match=qm.MatchAny(any=list(v))) for k, v in flt.must.items()
+    ]
+    must_not: list[qm.Condition] = [
         qm.FieldCondition(key=k, match=qm.MatchAny(any=list(v))) for k, v in flt.must_not.items()
     ]
     return qm.Filter(must=must or None, must_not=must_not or None)
@@ -146,7 +148,7 @@ class QdrantServerStore:
         dataset_id: str,
         cell_ids: Sequence[str],
         vectors: np.ndarray,
-        payloads: Sequence[dict],
+        payloads: Sequence[Mapping[str, str | list[str]]],
         group: np.ndarray,
     ) -> None:
         """:meth:`upsert` of the records the grouped form stands for (a server takes whole
@@ -162,9 +164,11 @@ class QdrantServerStore:
         flt = SearchFilter(must={"dataset_id": [dataset_id]})
         n = self.count(flt)
         if n:
+            client_filter = to_client_filter(flt)
+            assert client_filter is not None  # a non-empty filter always translates
             self._client.delete(
                 self.collection,
-                points_selector=qm.FilterSelector(filter=to_client_filter(flt)),
+                points_selector=qm.FilterSelector(filter=client_filter),
                 wait=True,
             )
         return n

@@ -35,9 +35,12 @@ from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cellsearch.platform.errors import AlreadyExistsError, NotFoundError
+
+if TYPE_CHECKING:
+    from redis.client import Pipeline
 
 INGEST_TASK = "cellsearch.ingest_dataset"
 """Celery task name of an ingestion job; its only argument is the job id."""
@@ -442,6 +445,21 @@ class SqliteJobStore(MemoryJobStore):
         self._db.close()
 
 
+def _text(reply: object) -> str:
+    """A Redis reply as text (the client does not decode responses: replies are bytes)."""
+    if isinstance(reply, bytes):
+        return reply.decode()
+    if isinstance(reply, str):
+        return reply
+    msg = f"expected a string reply from Redis, got {reply!r}"
+    raise TypeError(msg)
+
+
+def _watch(pipe: Pipeline, *keys: str) -> None:
+    """``pipe.watch(*keys)``, which redis-py leaves unannotated."""
+    pipe.watch(*keys)  # type: ignore[no-untyped-call]
+
+
 class RedisJobStore:
     """Job records in Redis, shared by every service replica and worker."""
 
@@ -485,7 +503,7 @@ class RedisJobStore:
                     if claim:
                         # one transaction: the registry and the claim cannot change between
                         # the check and the write (two submissions race: one wins)
-                        pipe.watch(claim_key, dataset_key)
+                        _watch(pipe, claim_key, dataset_key)
                         if pipe.exists(dataset_key):
                             msg = (
                                 f"dataset {dataset_id!r} is already in the atlas; choose "
@@ -494,12 +512,12 @@ class RedisJobStore:
                             raise DatasetTakenError(msg)
                         holder = pipe.get(claim_key)
                         if holder is not None:
-                            raw = pipe.get(self._job_key(holder.decode()))
+                            raw = pipe.get(self._job_key(_text(holder)))
                             held = None if raw is None else Job.from_json(raw)
                             if not _claim_is_stale(held):
                                 msg = (
                                     f"dataset {dataset_id!r} is being ingested by job "
-                                    f"{holder.decode()}; wait for it to end (WatchJob) or "
+                                    f"{_text(holder)}; wait for it to end (WatchJob) or "
                                     "cancel it, or choose another dataset id"
                                 )
                                 raise DatasetTakenError(msg)
@@ -519,9 +537,9 @@ class RedisJobStore:
         key = self._claim_key(dataset_id)
         with self._redis.pipeline() as pipe:
             try:
-                pipe.watch(key)
+                _watch(pipe, key)
                 held = pipe.get(key)
-                if held is None or held.decode() != job_id:
+                if held is None or _text(held) != job_id:
                     return
                 pipe.multi()
                 pipe.delete(key)
@@ -531,7 +549,7 @@ class RedisJobStore:
 
     def claim_holder(self, dataset_id: str) -> str | None:
         raw = self._redis.get(self._claim_key(dataset_id))
-        return None if raw is None else raw.decode()
+        return None if raw is None else _text(raw)
 
     def acquire_lease(self, job_id: str, owner: str, *, ttl_s: float = LEASE_S) -> bool:
         key, ms = self._lease_key(job_id), max(1, int(ttl_s * 1000))
@@ -575,7 +593,7 @@ class RedisJobStore:
         with self._redis.pipeline() as pipe:
             while True:
                 try:
-                    pipe.watch(key)
+                    _watch(pipe, key)
                     raw = pipe.get(key)
                     if raw is None:
                         msg = f"no ingestion job with id {job_id!r}"
@@ -594,7 +612,7 @@ class RedisJobStore:
 
     def list_jobs(self, limit: int = 100) -> list[Job]:
         ids = self._redis.zrevrange(f"{self._prefix}:jobs", 0, limit - 1)
-        raws = self._redis.mget([self._job_key(i.decode()) for i in ids]) if ids else []
+        raws = self._redis.mget([self._job_key(_text(i)) for i in ids]) if ids else []
         return [Job.from_json(raw) for raw in raws if raw is not None]
 
     def watch(
@@ -605,7 +623,7 @@ class RedisJobStore:
         stop: Callable[[], bool] | None = None,
     ) -> Iterator[Job]:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
         pubsub.subscribe(self._channel(job_id))
         try:
             last = self.get(job_id)  # read after subscribing: no update can fall between
@@ -639,7 +657,7 @@ class RedisJobStore:
         return DatasetEntry.from_json(raw)
 
     def list_datasets(self) -> list[DatasetEntry]:
-        ids = sorted(i.decode() for i in self._redis.smembers(f"{self._prefix}:datasets"))
+        ids = sorted(_text(i) for i in self._redis.smembers(f"{self._prefix}:datasets"))
         raws = self._redis.mget([self._dataset_key(i) for i in ids]) if ids else []
         return [DatasetEntry.from_json(raw) for raw in raws if raw is not None]
 
