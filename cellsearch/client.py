@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import numpy as np
@@ -72,7 +72,7 @@ def make_filter(spec: FilterLike) -> pb.Filter | None:
             value = spec[key]
             lists[key] = [value] if isinstance(value, str) else list(value)
     flags = {key: bool(spec[key]) for key in _FILTER_FLAGS if key in spec}
-    return pb.Filter(**lists, **flags)
+    return pb.Filter(**cast("dict[str, Any]", {**lists, **flags}))
 
 
 def _is_anndata(query: Any) -> bool:

@@ -39,7 +39,9 @@ def encode_embeddings(matrix: np.ndarray) -> pb.Embeddings:
     mat = np.ascontiguousarray(matrix, dtype="<f4")
     raw = mat.tobytes()
     wire = b"\x08" + _varint(int(mat.shape[1])) + b"\x12" + _varint(len(raw)) + raw
-    return pb.Embeddings.FromString(wire)
+    msg = pb.Embeddings()
+    msg.ParseFromString(wire)
+    return msg
 
 
 def decode_embeddings(msg: pb.Embeddings, dim: int) -> np.ndarray:

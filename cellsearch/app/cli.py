@@ -286,7 +286,9 @@ def training_summary(model: Any) -> str:
     ]
     history = t.get("history", [])
     if t.get("val_studies"):
-        best = next((r for r in history if r.get("epoch") == t.get("best_epoch")), {})
+        best: dict[str, Any] = next(
+            (r for r in history if r.get("epoch") == t.get("best_epoch")), {}
+        )
         lines.append(
             f"  held-out studies {', '.join(t['val_studies'])}: macro-F1 "
             f"{best.get('val_macro_f1', float('nan')):.3f}, accuracy "

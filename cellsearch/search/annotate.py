@@ -624,12 +624,12 @@ def annotate(
     mean_dist = np.nanmean(near, axis=1)
     unknown = mean_dist > calibration.threshold(config.unknown_quantile)
     terms = np.asarray(space.terms, dtype=object)
-    labels = np.asarray(space.labels, dtype=object)
+    label_table = np.asarray(space.labels, dtype=object)
 
     def names(idx: np.ndarray, table: np.ndarray) -> list[str]:
-        return np.where(idx >= 0, table[np.maximum(idx, 0)], "").tolist()
+        return [str(x) for x in np.where(idx >= 0, table[np.maximum(idx, 0)], "").tolist()]
 
-    top = [[str(labels[j]) for j in row if j >= 0] for row in v.top_labels.tolist()]
+    top = [[str(label_table[j]) for j in row if j >= 0] for row in v.top_labels.tolist()]
     shares = [
         [float(s) for s, j in zip(srow, lrow, strict=True) if j >= 0]
         for srow, lrow in zip(v.top_shares.tolist(), v.top_labels.tolist(), strict=True)
@@ -644,8 +644,8 @@ def annotate(
         margin=v.confidence - v.competing_share,
         is_unknown=unknown,
         via_ancestor=v.via_ancestor & ~unknown,
-        best_fine_label=names(v.fine, labels),
-        competing_label=names(v.competing, labels),
+        best_fine_label=names(v.fine, label_table),
+        competing_label=names(v.competing, label_table),
         competing_share=v.competing_share,
         top_labels=top,
         top_shares=shares,

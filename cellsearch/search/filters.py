@@ -14,10 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import ontology
 from cellsearch.platform import schema
 from cellsearch.search.errors import FilterTermError, InvalidQueryError
+from ontology import OntologyKind
 from vectorstore import SearchFilter
 
 Resolver = Callable[[str, str], str]
@@ -116,7 +118,7 @@ def resolve_terms(
     ids: list[str] = []
     for text in texts:
         try:
-            ids.append(resolver(text, kind))
+            ids.append(resolver(text, cast("OntologyKind", kind)))
         except ontology.OntologyError as exc:
             hints: list[str] = []
             if isinstance(exc, ontology.UnknownTermError):

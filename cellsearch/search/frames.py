@@ -41,14 +41,20 @@ ANNOTATION_COLUMNS: tuple[str, ...] = (
 
 
 class HitLike(Protocol):
-    """A stored cell found by a query (``vectorstore.Hit``)."""
+    """A stored cell found by a query (``vectorstore.Hit``), read only."""
 
-    cell_id: str
-    dataset_id: str
-    score: float
-    distance: float
-    payload: dict[str, Any]
-    vector: np.ndarray | None
+    @property
+    def cell_id(self) -> str: ...
+    @property
+    def dataset_id(self) -> str: ...
+    @property
+    def score(self) -> float: ...
+    @property
+    def distance(self) -> float: ...
+    @property
+    def payload(self) -> Mapping[str, Any]: ...
+    @property
+    def vector(self) -> np.ndarray | None: ...
 
 
 @functools.lru_cache(maxsize=65536)

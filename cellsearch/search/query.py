@@ -178,7 +178,7 @@ def centroid_of(vectors: np.ndarray) -> np.ndarray:
     if norm < 1e-6:
         msg = "the query cells' embeddings cancel out: their centroid has no direction"
         raise InvalidQueryError(msg)
-    return (mean / norm).astype(np.float32)
+    return np.asarray(mean / norm, dtype=np.float32)
 
 
 def query_coherence(

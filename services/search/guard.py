@@ -191,7 +191,7 @@ class _Call:
 
 def _code_of(context: grpc.ServicerContext, exc: BaseException | None) -> str:
     try:
-        code = context.code()  # type: ignore[attr-defined]
+        code = context.code()
     except Exception:
         code = None
     if code is not None:

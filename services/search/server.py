@@ -107,13 +107,14 @@ def build_server(
     server.start()
     for name in ["", *SERVICE_NAMES]:
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    server.cellsearch_deps = deps  # type: ignore[attr-defined]
-    server.cellsearch_health = health_servicer  # type: ignore[attr-defined]
+    server.cellsearch_deps = deps
+    server.cellsearch_health = health_servicer
     return server, port
 
 
 def deps_of(server: grpc.Server) -> ServiceDeps:
-    return server.cellsearch_deps  # type: ignore[attr-defined,no-any-return]
+    deps: ServiceDeps = server.cellsearch_deps
+    return deps
 
 
 def stop_server(server: grpc.Server, grace: float | None, *, drain_s: float = 0.0) -> None:

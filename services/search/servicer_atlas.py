@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import grpc
 
 from cellsearch import __version__
@@ -71,7 +73,7 @@ class AtlasServicer(pb_grpc.AtlasServicer):
         if kind not in ontology.KINDS:
             text = f"kind {kind!r} is not one of {list(ontology.KINDS)}"
             raise InvalidRequestError(text)
-        term = ontology.resolve(request.text, kind)  # type: ignore[arg-type]
+        term = ontology.resolve(request.text, cast("ontology.OntologyKind", kind))
         return pb.ResolveTermReply(term_id=term, label=ontology.label(term), kind=kind)
 
     @grpc_errors

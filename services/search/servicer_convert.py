@@ -7,7 +7,7 @@ the conversions (which carry the request-shape checks) can be tested on their ow
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -73,4 +73,4 @@ def filter_spec(msg: pb.Filter | None) -> FilterSpec | None:
         f.name: tuple(getattr(msg, f.name)) if f.type == f.TYPE_STRING else getattr(msg, f.name)
         for f in msg.DESCRIPTOR.fields
     }
-    return FilterSpec(**values)
+    return FilterSpec(**cast("dict[str, Any]", values))
