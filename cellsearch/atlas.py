@@ -112,9 +112,7 @@ class Atlas:
             raise
         self._model = model
         self._encoder: CellEncoder | None = None
-        self.limits = core_query.QueryLimits(
-            max_k=settings.max_k, max_query_cells=settings.max_query_cells
-        )
+        self.limits = engine.limits_of(settings)
         self._annotator = engine.Annotator(
             held_out=lambda: self.encoder.training.get("held_out_distances")
         )
@@ -262,16 +260,15 @@ class Atlas:
         ``exclude_cell_types``, ``studies``, ``exact_terms``, ...); terms by id or name.
         """
         q = self._decode(query, genes, layer)
-        spec = make_filter_spec(filter)
-        if q.cells is not None:
-            results = core_query.search_cells(
-                self.store, q.cells, k, spec, limits=self.limits, with_vectors=with_vectors
-            )
-        else:
-            assert q.vectors is not None
-            results = core_query.search_vectors(
-                self.store, q.vectors, k, spec, limits=self.limits, with_vectors=with_vectors
-            )
+        results = engine.search(
+            self.store,
+            vectors=q.vectors,
+            cells=q.cells or [],
+            k=k,
+            spec=make_filter_spec(filter),
+            limits=self.limits,
+            with_vectors=with_vectors,
+        )
         return frames.core_hits_frame(q.names, results, fields, with_vectors=with_vectors)
 
     def search_centroid(
@@ -287,14 +284,14 @@ class Atlas:
         """The cells nearest the query population's centroid, and its coherence in [0, 1]
         (near 0: the query cells are unrelated states and the centroid describes none)."""
         q = self._decode(query, genes, layer)
-        result = core_query.search_centroid(
+        result = engine.search_centroid(
             self.store,
-            k,
-            make_filter_spec(filter),
-            cells=q.cells or [],
             vectors=q.vectors,
+            cells=q.cells or [],
+            k=k,
+            spec=make_filter_spec(filter),
             limits=self.limits,
-            coherence_k=min(k, 100),
+            with_vectors=False,
         )
         hits = frames.core_hits_frame(["centroid"], [result.hits], fields)
         return hits.drop(columns="query"), float(result.coherence or 0.0)

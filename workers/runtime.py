@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from cellsearch.ingest.recovery import Reaper
-from cellsearch.ingest.runner import Resources, ingest_options
+from cellsearch.ingest.runner import Resources
 from cellsearch.platform.factories import (
     gpu_count,
     load_encoder,
@@ -69,13 +69,8 @@ def open_resources(
     warm_encoder(encoder)
     if store is None:
         store = open_store(settings)
-    return Resources(
-        store=store,
-        encoder=encoder,
-        jobs=jobs,
-        ingest_options=ingest_options(settings),
-        owns_store=owns_store,
-        lease_s=settings.job_lease_s,
+    return Resources.from_settings(
+        settings, store=store, encoder=encoder, jobs=jobs, owns_store=owns_store
     )
 
 
@@ -230,13 +225,8 @@ def start_worker_thread(
     setup_worker_optimizations(app)  # the task registry the worker looks names up in
     install_resources(
         app,
-        Resources(
-            store=store,
-            encoder=encoder,
-            jobs=jobs,
-            ingest_options=ingest_options(settings),
-            owns_store=False,
-            lease_s=settings.job_lease_s,
+        Resources.from_settings(
+            settings, store=store, encoder=encoder, jobs=jobs, owns_store=False
         ),
     )
     ready = threading.Event()

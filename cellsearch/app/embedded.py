@@ -81,7 +81,7 @@ def start_platform(
     ``use_redis``: None picks Redis when it answers at ``settings.redis_url``.
     ``jobs_prefix``: Redis key prefix of the job records (the demo uses its own).
     """
-    from cellsearch.ingest.runner import InProcessRunner, Resources, ingest_options
+    from cellsearch.ingest.runner import InProcessRunner, Resources
     from cellsearch.platform.factories import load_encoder, open_store, warm_ontologies
     from cellsearch.platform.jobs import RedisJobStore, SqliteJobStore
     from cellsearch.platform.submit import celery_enqueue
@@ -114,13 +114,8 @@ def start_platform(
             jobs = SqliteJobStore(settings.jobs_db_path)
             stops.append(jobs.close)
             submitter = InProcessRunner(
-                Resources(
-                    store=store,
-                    encoder=enc,
-                    jobs=jobs,
-                    ingest_options=ingest_options(settings),
-                    owns_store=False,
-                    lease_s=settings.job_lease_s,
+                Resources.from_settings(
+                    settings, store=store, encoder=enc, jobs=jobs, owns_store=False
                 )
             )
             submit = submitter.enqueue

@@ -38,6 +38,26 @@ class Resources:
     def options(self, **overrides: Any) -> pipeline.IngestOptions:
         return replace(self.ingest_options, **overrides)
 
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        store: CellStore,
+        encoder: pipeline.Encoder,
+        jobs: JobStore,
+        owns_store: bool = False,
+    ) -> Resources:
+        """The bundle over opened collaborators, with the knobs ``settings`` name."""
+        return cls(
+            store=store,
+            encoder=encoder,
+            jobs=jobs,
+            ingest_options=ingest_options(settings),
+            owns_store=owns_store,
+            lease_s=settings.job_lease_s,
+        )
+
     def close(self) -> None:
         if self.owns_store:
             self.store.close()

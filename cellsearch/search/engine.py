@@ -15,11 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from cellsearch.platform.settings import Settings
 from cellsearch.search import annotate as core_annotate
 from cellsearch.search import query as core_query
 from cellsearch.search.errors import EmptyReferenceError
 from cellsearch.search.filters import FilterSpec, build_filter
-from vectorstore import DIM
+from vectorstore import DIM, CellRef, CellStore, Hit
 
 #: Reference cells sampled to calibrate the "unknown" flag (its tail quantile only).
 CALIBRATION_SAMPLE = 2000
@@ -31,20 +32,22 @@ def store_filter(spec: FilterSpec | None, query_studies: Sequence[str] = ()) -> 
     return build_filter(spec, query_studies=tuple(query_studies))
 
 
-def limits_of(settings: Any) -> core_query.QueryLimits:
+def limits_of(settings: Settings) -> core_query.QueryLimits:
+    """The per-request limits the settings name (``CELLSEARCH_MAX_K``, ``..._QUERY_CELLS``)."""
     return core_query.QueryLimits(max_k=settings.max_k, max_query_cells=settings.max_query_cells)
 
 
 def search(
-    store: Any,
+    store: CellStore,
     *,
     vectors: np.ndarray | None,
-    cells: Sequence[Any],
+    cells: Sequence[CellRef],
     k: int,
     spec: FilterSpec | None,
     limits: core_query.QueryLimits,
     with_vectors: bool,
-) -> list[list[Any]]:
+) -> list[list[Hit]]:
+    """Hits per query cell: by vector (given or embedded), else by stored cell (never itself)."""
     if vectors is None:
         return core_query.search_cells(
             store, list(cells), k, spec, limits=limits, with_vectors=with_vectors
@@ -55,15 +58,16 @@ def search(
 
 
 def search_centroid(
-    store: Any,
+    store: CellStore,
     *,
     vectors: np.ndarray | None,
-    cells: Sequence[Any],
+    cells: Sequence[CellRef],
     k: int,
     spec: FilterSpec | None,
     limits: core_query.QueryLimits,
     with_vectors: bool,
 ) -> core_query.CentroidResult:
+    """Hits around the query population's centroid, with its coherence (see ``query``)."""
     return core_query.search_centroid(
         store,
         k,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from conftest import TOKEN, atlas_records
+from grpc_atlas import TOKEN, atlas_records
 
 from cellsearch.app.cli import build_parser, filter_options, main
 from cellsearch.client import make_filter
