@@ -34,6 +34,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -233,7 +234,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     t = time.perf_counter()
     annotator.reference(store, None, config)
     calib_s = time.perf_counter() - t
-    print(f"calibration and label space: {calib_s:.1f} s", flush=True)
+    index = annotator.reference(store, None, config).index.index
+    index_s = index.build_seconds if index is not None else None
+    print(f"calibration, label space, kNN index: {calib_s:.1f} s (index {index_s} s)", flush=True)
+        f"calibration, label space and kNN index: {calib_s:.1f} s (index {index_s} s)", flush=True
+    )
+    # the previous path: the store's kNN (float vectors, ef --ef) for every query
+    store_only = Annotator(replace(config, index_max_cells=0))
+    store_only.reference(store, None, replace(config, index_max_cells=0))
 
     # ---- recall@k of the store kNN (annotation's float-vector walk, and int8 codes)
     sample = query_z[:: max(1, len(query_z) // 1000)]
@@ -246,6 +254,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         key = f"ef {ef} {'float' if exact_vectors else 'int8'}"
         pairs = zip(found, truth, strict=True)
         recall[key] = float(np.mean([len(x & y) / args.k for x, y in pairs]))
+    if index is not None:
+        found_idx = index.search(sample, args.k).ids
+        names = [set(store.payload_values(list(row), "cell_id")) for row in found_idx]
+        recall[f"in-memory index ef {config.index_ef}"] = float(
+            np.mean([len(x & y) / args.k for x, y in zip(names, truth, strict=True)])
+        )
     out["recall_at_k"] = recall
     print(f"recall@{args.k}: {recall}", flush=True)
 
@@ -256,6 +270,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     inproc_s, inproc = timed(in_process, args.reps)
     knn_vote_s, _ = timed(lambda: annotator.annotate(store, query_z, args.k, None), args.reps)
+    store_s, store_ann = timed(lambda: store_only.annotate(store, query_z, args.k, None), args.reps)
     fast = Annotator(core.AnnotationConfig(k=args.k, ef=64, exact_vectors=False))
     fast.annotate(store, query_z[:10], args.k, None)  # calibrate, untimed
     fast_s, fast_ann = timed(lambda: fast.annotate(store, query_z, args.k, None), args.reps)
@@ -367,6 +382,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     speed = {
         "in-process (embed + annotate)": n / inproc_s,
         "in-process (annotate embeddings)": n / knn_vote_s,
+        "in-process, store kNN, no index (embeddings)": n / store_s,
         "in-process, ef 64 on int8 codes (embeddings)": n / fast_s,
         "exact numpy kNN + per-cell vote": n / exact_s,
     }
@@ -379,8 +395,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "old_vote_python": old_vote_s,
         "new_vote_numpy": new_vote_s,
         "hnswlib_build": rows["scimilarity"][2] if "scimilarity" in rows else None,
+        "annotation_index_build": index_s,
     }
     out["agreement"] = {
+        "index_vs_store_knn": float(
+            np.mean(np.asarray(store_ann.label) == np.asarray(new_ann.label))
+        ),
         "store_knn_vs_exact_knn_new_vote": agree_knn,
         "ef64_int8_vs_default": float(
             np.mean(np.asarray(fast_ann.label) == np.asarray(new_ann.label))

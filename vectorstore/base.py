@@ -83,6 +83,14 @@ class CellStore(Protocol):
         """One payload field of points given by :meth:`search_ids` ids (``""`` if absent)."""
         ...
 
+    def scan(
+        self, filter: SearchFilter | None, field: str
+    ) -> tuple[list[str], np.ndarray, list[str]]:
+        """Every stored cell matching ``filter``: point ids, float vectors ``(n, dim)`` and
+        one payload field, in one pass (an in-memory index over the reference is built from
+        it; ids are those :meth:`search_ids` returns)."""
+        ...
+
     def count(self, filter: SearchFilter | None = None) -> int:
         """Exact number of stored cells matching ``filter``."""
         ...
@@ -207,3 +215,11 @@ def order_hits(cells: Sequence[CellRef], found: Iterable[Hit]) -> list[Hit]:
 
 class StoreLockedError(RuntimeError):
     """The embedded store folder is open in another process (one process owns a shard)."""
+
+
+def stack_scan(
+    ids: list[str], vectors: list[np.ndarray], values: list[str], dim: int
+) -> tuple[list[str], np.ndarray, list[str]]:
+    """:meth:`CellStore.scan`'s result from pages of points."""
+    mat = np.asarray(vectors, dtype=np.float32) if vectors else np.zeros((0, dim), np.float32)
+    return ids, np.ascontiguousarray(mat.reshape(-1, dim)), values

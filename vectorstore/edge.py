@@ -27,6 +27,7 @@ from vectorstore.base import (
     make_hit,
     order_hits,
     split_refs,
+    stack_scan,
 )
 from vectorstore.config import INDEXED_FIELDS, StoreConfig
 from vectorstore.groups import FILE_NAME as GROUPS_FILE
@@ -548,6 +549,33 @@ class EdgeStore:
         )
         found = {str(r.id): str((r.payload or {}).get(field, "")) for r in recs}
         return [found.get(str(i), "") for i in point_ids]
+
+    @_reading
+    def scan(
+        self, filter: SearchFilter | None, field: str
+    ) -> tuple[list[str], np.ndarray, list[str]]:
+        ids: list[str] = []
+        vectors: list[np.ndarray] = []
+        values: list[str] = []
+        flt = self._compile(filter)
+        offset = None
+        while True:
+            recs, offset = self._shard.scroll(
+                qe.ScrollRequest(
+                    offset=offset,
+                    limit=SCROLL_PAGE * 8,
+                    filter=flt,
+                    with_payload=qe.PayloadSelector.Include([field]),
+                    with_vector=True,
+                )
+            )
+            for r in recs:
+                ids.append(str(r.id))
+                vectors.append(np.asarray(r.vector, dtype=np.float32))
+                values.append(str((r.payload or {}).get(field, "")))
+            if offset is None:
+                break
+        return stack_scan(ids, vectors, values, self.config.dim)
 
     @_reading
     def retrieve(self, cells: Sequence[CellRef], *, with_vectors: bool = True) -> list[Hit]:

@@ -26,6 +26,7 @@ from vectorstore.base import (
     make_hit,
     order_hits,
     split_refs,
+    stack_scan,
 )
 from vectorstore.config import INDEXED_FIELDS, StoreConfig
 from vectorstore.types import PAYLOAD_FIELDS, CellRecord, Hit, SearchFilter, point_id
@@ -302,6 +303,30 @@ class QdrantServerStore:
                 if offset is None:
                     break
         return order_hits(cells, found)
+
+    def scan(
+        self, filter: SearchFilter | None, field: str
+    ) -> tuple[list[str], np.ndarray, list[str]]:
+        ids: list[str] = []
+        vectors: list[np.ndarray] = []
+        values: list[str] = []
+        offset = None
+        while True:
+            recs, offset = self._client.scroll(
+                self.collection,
+                scroll_filter=to_client_filter(filter),
+                limit=SCROLL_PAGE * 8,
+                offset=offset,
+                with_payload=[field],
+                with_vectors=True,
+            )
+            for r in recs:
+                ids.append(str(r.id))
+                vectors.append(np.asarray(r.vector, dtype=np.float32))
+                values.append(str((r.payload or {}).get(field, "")))
+            if offset is None:
+                break
+        return stack_scan(ids, vectors, values, self.config.dim)
 
     def count(self, filter: SearchFilter | None = None) -> int:
         res = self._client.count(self.collection, count_filter=to_client_filter(filter), exact=True)

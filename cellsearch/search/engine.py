@@ -20,7 +20,8 @@ from cellsearch.search import annotate as core_annotate
 from cellsearch.search import query as core_query
 from cellsearch.search.errors import EmptyReferenceError
 from cellsearch.search.filters import FilterSpec, build_filter
-from vectorstore import DIM, CellRef, CellStore, Hit
+from cellsearch.search.knn import IndexSlot, ReferenceIndex, faiss_available
+from vectorstore import DIM, CellRef, CellStore, Hit, SearchFilter
 
 #: Reference cells sampled to calibrate the "unknown" flag (its tail quantile only).
 CALIBRATION_SAMPLE = 2000
@@ -82,16 +83,20 @@ def search_centroid(
 
 @dataclass(frozen=True)
 class Reference:
-    """What annotation precomputes per reference: the calibration and the label space."""
+    """What annotation precomputes per reference: the calibration, the label space, the
+    labels of points met so far, and the in-memory kNN index (``knn``) when it has one."""
 
     calibration: core_annotate.Calibration
     space: core_annotate.LabelSpace
     labels: core_annotate.PointLabels
+    size: int
+    index: IndexSlot
 
 
 class Annotator:
-    """Annotation with the calibration and label space cached per reference filter and
-    atlas size (a new ingestion changes the size, so the cache follows the atlas)."""
+    """Annotation with the calibration, label space and kNN index cached per reference
+    filter and rebuilt when the reference's size changes (a new ingestion or a deletion), so
+    the cache follows the atlas; one entry per filter, so a rebuilt index frees the old."""
 
     def __init__(
         self,
@@ -102,7 +107,8 @@ class Annotator:
         #: The encoder's held-out-study distances (see ``Calibration.from_held_out``).
         self._held_out = held_out
         self._lock = threading.Lock()
-        self._cache: dict[tuple[str, int, int], Reference] = {}
+        self._build_lock = threading.Lock()  # one reference built at a time, never twice
+        self._cache: dict[tuple[str, int], Reference] = {}
 
     def reference(
         self, store: Any, reference: Any, config: core_annotate.AnnotationConfig
@@ -115,17 +121,41 @@ class Annotator:
                 "are needed): ingest labelled cells first or widen the filter"
             )
             raise EmptyReferenceError(text)
-        key = (repr(voters), size, config.rep_neighbours)
+        key = (repr(voters), config.rep_neighbours)
         with self._lock:
             cached = self._cache.get(key)
-        if cached is not None:
+        if cached is not None and cached.size == size:
             return cached
+        with self._build_lock:
+            with self._lock:
+                cached = self._cache.get(key)
+            if cached is not None and cached.size == size:
+                return cached
+            entry = self._build(store, reference, voters, size, config)
+            with self._lock:
+                self._cache[key] = entry
+        return entry
+
+    def _build(
+        self,
+        store: CellStore,
+        reference: SearchFilter | None,
+        voters: SearchFilter | None,
+        size: int,
+        config: core_annotate.AnnotationConfig,
+    ) -> Reference:
         space = core_annotate.label_space(
             store.facet("cell_type_id", voters, limit=100_000),
             floor=config.floor,
             safelist=config.safelist,
             blocklist=config.blocklist,
         )
+        slot = IndexSlot()
+        if 0 < size <= config.index_max_cells and faiss_available():
+            slot.build(
+                lambda: ReferenceIndex.from_store(store, voters, space.codes, ef=config.index_ef),
+                background=size > config.index_sync_max_cells,
+            )
         sample = _sample_refs(store, voters, min(CALIBRATION_SAMPLE, size))
         calibration = core_annotate.calibrate(
             store, sample, config=config, reference=reference, space=space
@@ -134,10 +164,14 @@ class Annotator:
             calibration = core_annotate.wider_calibration(
                 calibration, self._held_out(), self.config.unknown_quantile
             )
-        entry = Reference(calibration, space, core_annotate.PointLabels(store, space))
+        labels = core_annotate.PointLabels(store, space)
+        return Reference(calibration, space, labels, size, slot)
+
+    def wait_for_index(self, timeout_s: float | None = None) -> bool:
+        """Block until every background index build ends; True when each reference has one."""
         with self._lock:
-            self._cache[key] = entry
-        return entry
+            slots = [entry.index for entry in self._cache.values()]
+        return all(slot.wait(timeout_s) is not None for slot in slots)
 
     def calibration(
         self, store: Any, reference: Any, config: core_annotate.AnnotationConfig
@@ -165,6 +199,7 @@ class Annotator:
             reference=reference,
             space=ref.space,
             labels=ref.labels,
+            index=ref.index.index,
         )
 
     def _config(

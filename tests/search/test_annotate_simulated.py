@@ -67,3 +67,41 @@ def test_known_types_stay_confident_and_the_held_out_type_is_farther(split):
     strict = Annotator().annotate(store, queries, 50, None, unknown_quantile=0.8)
     assert strict.is_unknown[~known].mean() >= 0.5
     assert 1 - strict.is_unknown[known].mean() >= 0.8
+
+
+def test_the_in_memory_index_finds_the_exact_neighbours_and_the_same_labels(split):
+    """The annotation index (FAISS HNSW) against exact kNN and against the store's kNN."""
+    from dataclasses import replace
+
+    from cellsearch.search.knn import ReferenceIndex
+
+    store, queries, _ = split
+    ids, vectors, labels = store.scan(None, "cell_type_id")
+    assert len(ids) == store.count() and vectors.shape == (len(ids), 128)
+    index = ReferenceIndex(ids, vectors, np.arange(len(ids)), ef=96)
+    found = index.search(queries, 50)
+    unit = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    exact = np.argsort(-(unit @ vectors.T), axis=1)[:, :50]
+    recall = np.mean([len(set(a) & set(b)) / 50 for a, b in zip(found.codes, exact, strict=True)])
+    assert recall >= 0.98, recall
+    assert np.all(np.diff(found.distances, axis=1) >= -1e-6)  # nearest first
+
+    with_index = Annotator()
+    without = Annotator(replace(with_index.config, index_max_cells=0))
+    a = with_index.annotate(store, queries, 50, None)
+    b = without.annotate(store, queries, 50, None)
+    assert with_index.wait_for_index() and not without.wait_for_index()
+    assert np.mean(np.array(a.label) == np.array(b.label)) >= 0.98
+
+
+def test_a_large_reference_is_indexed_in_the_background(split):
+    """Above ``index_sync_max_cells`` annotation answers at once through the store's kNN and
+    switches to the index when it is built."""
+    from dataclasses import replace
+
+    store, queries, _ = split
+    annotator = Annotator(replace(Annotator().config, index_sync_max_cells=10))
+    first = annotator.annotate(store, queries[:50], 50, None)
+    assert annotator.wait_for_index(timeout_s=120)
+    second = annotator.annotate(store, queries[:50], 50, None)
+    assert np.mean(np.array(first.label) == np.array(second.label)) >= 0.95
