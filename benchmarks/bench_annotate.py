@@ -237,8 +237,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     index = annotator.reference(store, None, config).index.index
     index_s = index.build_seconds if index is not None else None
     print(f"calibration, label space, kNN index: {calib_s:.1f} s (index {index_s} s)", flush=True)
-        f"calibration, label space and kNN index: {calib_s:.1f} s (index {index_s} s)", flush=True
-    )
     # the previous path: the store's kNN (float vectors, ef --ef) for every query
     store_only = Annotator(replace(config, index_max_cells=0))
     store_only.reference(store, None, replace(config, index_max_cells=0))
