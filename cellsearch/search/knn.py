@@ -5,7 +5,7 @@ reference. Through the store that walk runs one query at a time on float vectors
 (about 1,500 cells/s at 100k cells on 2 cores, and the engine holds the GIL while it
 searches). A FAISS HNSW graph over the same vectors, built once per reference and atlas
 size, answers the same queries with recall@50 >= 0.99 at ef 96 at about 10,000 cells/s on
-both cores (benchmarks/bench_annotate.py), and carries each point's label code, so the vote
+both cores (benchmarks/bench_annotate.py; annotation uses ef 80: recall 0.989), and carries each point's label code, so the vote
 reads no payload at all. It costs the vectors and the graph in memory (~650 B a cell), so
 it is built only for references up to ``AnnotationConfig.index_max_cells``; bigger ones use
 the store's kNN.
@@ -58,7 +58,7 @@ class ReferenceIndex:
     """Point ids, label codes and an HNSW graph over unit vectors (inner product = cosine)."""
 
     def __init__(
-        self, ids: Sequence[str], vectors: np.ndarray, codes: np.ndarray, *, ef: int = 96
+        self, ids: Sequence[str], vectors: np.ndarray, codes: np.ndarray, *, ef: int = 80
     ) -> None:
         import faiss
 
@@ -87,7 +87,7 @@ class ReferenceIndex:
         reference: SearchFilter | None,
         codes_of: Any,
         *,
-        ef: int = 96,
+        ef: int = 80,
     ) -> ReferenceIndex:
         """Every reference cell of ``store`` (``codes_of(labels) -> int32 codes``)."""
         ids, vectors, labels = store.scan(reference, "cell_type_id")
