@@ -4,8 +4,8 @@ Annotation asks for k=50 neighbours of thousands of cells at once, always agains
 reference. Through the store that walk runs one query at a time on float vectors at ef 256
 (about 1,500 cells/s at 100k cells on 2 cores, and the engine holds the GIL while it
 searches). A FAISS HNSW graph over the same vectors, built once per reference and atlas
-size, answers the same queries with recall@50 >= 0.99 at ef 96 at about 10,000 cells/s on
-both cores (benchmarks/bench_annotate.py; annotation uses ef 80: recall 0.989), and carries each point's label code, so the vote
+size, answers the same queries with recall@50 0.989 at ef 80 at about 12,000 cells/s on
+both cores (benchmarks/bench_annotate.py), and carries each point's label code, so the vote
 reads no payload at all. It costs the vectors and the graph in memory (~650 B a cell), so
 it is built only for references up to ``AnnotationConfig.index_max_cells``; bigger ones use
 the store's kNN.
