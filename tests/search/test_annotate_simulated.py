@@ -69,16 +69,19 @@ def test_known_types_stay_confident_and_the_held_out_type_is_farther(split):
     assert 1 - strict.is_unknown[known].mean() >= 0.8
 
 
-def test_the_in_memory_index_finds_the_exact_neighbours_and_the_same_labels(split):
-    """The annotation index (FAISS HNSW) against exact kNN and against the store's kNN."""
+def test_the_in_memory_index_finds_the_exact_neighbours_and_the_same_labels(split, monkeypatch):
+    """The annotation index (FAISS HNSW, even on this small reference) against exact kNN
+    and against the store's kNN."""
     from dataclasses import replace
 
+    from cellsearch.search import knn
     from cellsearch.search.knn import ReferenceIndex
 
+    monkeypatch.setattr(knn, "EXACT_MAX_CELLS", 0)
     store, queries, _ = split
     ids, vectors, _ = store.scan(None, "cell_type_id")
     assert len(ids) == store.count() and vectors.shape == (len(ids), 128)
-    index = ReferenceIndex(ids, vectors, np.arange(len(ids)), ef=96)
+    index = ReferenceIndex(ids, vectors, np.arange(len(ids)), ef=80)
     found = index.search(queries, 50)
     unit = queries / np.linalg.norm(queries, axis=1, keepdims=True)
     exact = np.argsort(-(unit @ vectors.T), axis=1)[:, :50]
