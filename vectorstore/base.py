@@ -7,7 +7,7 @@ callers may switch backends by configuration alone.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, cast, runtime_checkable
 
 import numpy as np
@@ -217,9 +217,22 @@ class StoreLockedError(RuntimeError):
     """The embedded store folder is open in another process (one process owns a shard)."""
 
 
-def stack_scan(
-    ids: list[str], vectors: list[np.ndarray], values: list[str], dim: int
+def collect_scan(
+    fetch: Callable[[Any], tuple[Sequence[Any], Any]], field: str, dim: int
 ) -> tuple[list[str], np.ndarray, list[str]]:
-    """:meth:`CellStore.scan`'s result from pages of points."""
+    """:meth:`CellStore.scan` over a backend's scroll: ``fetch(offset) -> (points, next
+    offset or None)``; each point has ``id``, ``vector`` and ``payload``."""
+    ids: list[str] = []
+    vectors: list[np.ndarray] = []
+    values: list[str] = []
+    offset = None
+    while True:
+        points, offset = fetch(offset)
+        for point in points:
+            ids.append(str(point.id))
+            vectors.append(np.asarray(point.vector, dtype=np.float32))
+            values.append(str((point.payload or {}).get(field, "")))
+        if offset is None:
+            break
     mat = np.asarray(vectors, dtype=np.float32) if vectors else np.zeros((0, dim), np.float32)
     return ids, np.ascontiguousarray(mat.reshape(-1, dim)), values

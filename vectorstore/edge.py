@@ -12,7 +12,7 @@ import math
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import numpy as np
 import qdrant_edge as qe
@@ -22,12 +22,12 @@ from vectorstore.base import (
     StoreLockedError,
     as_query_matrix,
     check_k,
+    collect_scan,
     dedupe_records,
     ids_and_distances,
     make_hit,
     order_hits,
     split_refs,
-    stack_scan,
 )
 from vectorstore.config import INDEXED_FIELDS, StoreConfig
 from vectorstore.groups import FILE_NAME as GROUPS_FILE
@@ -554,13 +554,10 @@ class EdgeStore:
     def scan(
         self, filter: SearchFilter | None, field: str
     ) -> tuple[list[str], np.ndarray, list[str]]:
-        ids: list[str] = []
-        vectors: list[np.ndarray] = []
-        values: list[str] = []
         flt = self._compile(filter)
-        offset = None
-        while True:
-            recs, offset = self._shard.scroll(
+
+        def fetch(offset: Any) -> tuple[Sequence[Any], Any]:
+            return self._shard.scroll(
                 qe.ScrollRequest(
                     offset=offset,
                     limit=SCROLL_PAGE * 8,
@@ -569,13 +566,8 @@ class EdgeStore:
                     with_vector=True,
                 )
             )
-            for r in recs:
-                ids.append(str(r.id))
-                vectors.append(np.asarray(r.vector, dtype=np.float32))
-                values.append(str((r.payload or {}).get(field, "")))
-            if offset is None:
-                break
-        return stack_scan(ids, vectors, values, self.config.dim)
+
+        return collect_scan(fetch, field, self.config.dim)
 
     @_reading
     def retrieve(self, cells: Sequence[CellRef], *, with_vectors: bool = True) -> list[Hit]:

@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from qdrant_client import QdrantClient
@@ -21,12 +22,12 @@ from vectorstore.base import (
     CellRef,
     as_query_matrix,
     check_k,
+    collect_scan,
     dedupe_records,
     ids_and_distances,
     make_hit,
     order_hits,
     split_refs,
-    stack_scan,
 )
 from vectorstore.config import INDEXED_FIELDS, StoreConfig
 from vectorstore.types import PAYLOAD_FIELDS, CellRecord, Hit, SearchFilter, point_id
@@ -307,26 +308,19 @@ class QdrantServerStore:
     def scan(
         self, filter: SearchFilter | None, field: str
     ) -> tuple[list[str], np.ndarray, list[str]]:
-        ids: list[str] = []
-        vectors: list[np.ndarray] = []
-        values: list[str] = []
-        offset = None
-        while True:
-            recs, offset = self._client.scroll(
+        flt = to_client_filter(filter)
+
+        def fetch(offset: Any) -> tuple[Sequence[Any], Any]:
+            return self._client.scroll(
                 self.collection,
-                scroll_filter=to_client_filter(filter),
+                scroll_filter=flt,
                 limit=SCROLL_PAGE * 8,
                 offset=offset,
                 with_payload=[field],
                 with_vectors=True,
             )
-            for r in recs:
-                ids.append(str(r.id))
-                vectors.append(np.asarray(r.vector, dtype=np.float32))
-                values.append(str((r.payload or {}).get(field, "")))
-            if offset is None:
-                break
-        return stack_scan(ids, vectors, values, self.config.dim)
+
+        return collect_scan(fetch, field, self.config.dim)
 
     def count(self, filter: SearchFilter | None = None) -> int:
         res = self._client.count(self.collection, count_filter=to_client_filter(filter), exact=True)
