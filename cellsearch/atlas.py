@@ -19,6 +19,7 @@ serves the same atlas.
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -210,7 +211,9 @@ class Atlas:
             raise InvalidRequestError(msg)
         inbox = self.path / "inbox"
         inbox.mkdir(parents=True, exist_ok=True)
-        name = _SAFE_NAME.sub("_", dataset or f"{study}_{len(self.jobs.list_datasets())}")
+        # unique without a dataset id: a count of datasets would reuse a deleted one's number
+        # and overwrite the copy another registered dataset still reads when re-embedded
+        name = _SAFE_NAME.sub("_", dataset or f"{study}_{uuid.uuid4().hex[:12]}")
         path = inbox / f"{name}.h5ad"
         adata.write_h5ad(path)
         return path
@@ -366,24 +369,9 @@ class Atlas:
     ) -> tuple[int, dict[str, pd.DataFrame]]:
         """Cells matching ``filter`` and, per facet (``cell_type``, ``tissue``, ``disease``,
         ``study`` by default), a frame of ``id, label, count``."""
-        flt = engine.store_filter(make_filter_spec(filter))
-        names = list(by) or ["cell_type", "tissue", "disease", "study"]
-        unknown = [b for b in names if b not in schema.FACETS]
-        if unknown:
-            msg = f"cannot count by {unknown}; choose among {sorted(schema.FACETS)}"
-            raise InvalidRequestError(msg)
-        facets = {}
-        for name in names:
-            field = schema.FACETS[name]
-            counts = self.store.facet(field, flt, limit=top)
-            facets[name] = pd.DataFrame(
-                [
-                    (v, frames.term_label(v) if field in schema.TERM_KINDS else v, n)
-                    for v, n in counts.items()
-                ],
-                columns=["id", "label", "count"],
-            )
-        return self.store.count(flt), facets
+        total, facets = engine.facet_counts(self.store, make_filter_spec(filter), by, top)
+        columns = ["id", "label", "count"]
+        return total, {name: pd.DataFrame(rows, columns=columns) for name, rows in facets.items()}
 
     # ------------------------------------------------------------------ helpers
     def _decode(self, query: Any, genes: Sequence[str] | None, layer: str | None) -> _Query:

@@ -16,7 +16,11 @@ from cellsearch.platform.errors import InvalidRequestError, UnavailableError
 from cellsearch.platform.jobs import Job, JobState, JobStore
 from cellsearch.platform.limits import check_metadata
 from cellsearch.platform.paths import check_path
+from cellsearch.platform.settings import Settings
 from cellsearch.platform.submit import Enqueue
+
+#: The metadata limits when a caller passes none: the settings' own defaults, not copies.
+_DEFAULT_LIMITS = Settings.model_construct()
 
 
 def default_dataset_id(study_id: str, path: str | Path) -> str:
@@ -34,8 +38,8 @@ def submit_ingestion(
     dataset_id: str = "",
     metadata: Mapping[str, str] | None = None,
     allowed_roots: Iterable[Path] | None = None,
-    max_metadata_entries: int = 64,
-    max_metadata_bytes: int = 16 * 1024,
+    max_metadata_entries: int = _DEFAULT_LIMITS.max_metadata_entries,
+    max_metadata_bytes: int = _DEFAULT_LIMITS.max_metadata_bytes,
 ) -> Job:
     """Record a PENDING job for ``path`` and enqueue it; returns the job as recorded.
 

@@ -15,11 +15,13 @@ from typing import Any
 
 import numpy as np
 
+from cellsearch.platform import schema
 from cellsearch.platform.settings import Settings
 from cellsearch.search import annotate as core_annotate
 from cellsearch.search import query as core_query
-from cellsearch.search.errors import EmptyReferenceError
+from cellsearch.search.errors import EmptyReferenceError, InvalidQueryError
 from cellsearch.search.filters import FilterSpec, build_filter
+from cellsearch.search.frames import term_label
 from cellsearch.search.knn import IndexSlot, ReferenceIndex, faiss_available
 from vectorstore import DIM, CellRef, CellStore, Hit, SearchFilter
 
@@ -31,6 +33,32 @@ _SAMPLE_DIRECTIONS = 32
 def store_filter(spec: FilterSpec | None, query_studies: Sequence[str] = ()) -> Any:
     """The store filter for a filter spec (None when it constrains nothing)."""
     return build_filter(spec, query_studies=tuple(query_studies))
+
+
+#: The facets ``Stats`` counts when the request names none.
+DEFAULT_FACETS: tuple[str, ...] = ("cell_type", "tissue", "disease", "study")
+
+FacetRows = list[tuple[str, str, int]]
+
+
+def facet_counts(
+    store: CellStore, spec: FilterSpec | None, by: Sequence[str] = (), top: int = 50
+) -> tuple[int, dict[str, FacetRows]]:
+    """Cells matching ``spec`` and, per facet (``DEFAULT_FACETS`` when ``by`` is empty), the
+    ``top`` values as ``(id, label, count)`` rows, most frequent first; term ids labelled."""
+    names = list(by) or list(DEFAULT_FACETS)
+    unknown = [b for b in names if b not in schema.FACETS]
+    if unknown:
+        msg = f"cannot count by {unknown}; choose among {sorted(schema.FACETS)}"
+        raise InvalidQueryError(msg)
+    flt = store_filter(spec)
+    facets: dict[str, FacetRows] = {}
+    for name in names:
+        field = schema.FACETS[name]
+        counts = store.facet(field, flt, limit=top)
+        is_term = field in schema.TERM_KINDS
+        facets[name] = [(v, term_label(v) if is_term else v, n) for v, n in counts.items()]
+    return store.count(flt), facets
 
 
 def limits_of(settings: Settings) -> core_query.QueryLimits:
@@ -224,10 +252,13 @@ class Annotator:
         """How the annotation is made, for a reply (and the CLI's ``uns``)."""
         reference = store_filter(spec)
         config = self._config(k, unknown_quantile)
-        cal = self.reference(store, reference, config).calibration
+        ref = self.reference(store, reference, config)
+        cal = ref.calibration
+        on_index = ref.index.index is not None
         return {
             "k": str(config.k),
-            "ef": str(config.ef or ""),
+            "knn": "in-memory index" if on_index else "store",
+            "ef": str(config.index_ef if on_index else config.ef or ""),
             "min_confidence": str(config.min_confidence),
             "rep_neighbours": str(config.rep_neighbours),
             "unknown_quantile": str(config.unknown_quantile),

@@ -7,17 +7,13 @@ from typing import cast
 import grpc
 
 from cellsearch import __version__
-from cellsearch.platform import schema
 from cellsearch.platform.errors import InvalidRequestError
 from cellsearch.search import engine
-from cellsearch.search.frames import term_label
 from cellsearch.v1 import cellsearch_pb2 as pb
 from cellsearch.v1 import cellsearch_pb2_grpc as pb_grpc
 from services.search.deps import ServiceDeps
 from services.search.servicer_convert import filter_spec
 from services.search.status import grpc_errors
-
-DEFAULT_FACETS = ("cell_type", "tissue", "disease", "study")
 
 
 class AtlasServicer(pb_grpc.AtlasServicer):
@@ -29,36 +25,19 @@ class AtlasServicer(pb_grpc.AtlasServicer):
 
     @grpc_errors
     def Stats(self, request: pb.StatsRequest, context: grpc.ServicerContext) -> pb.StatsReply:
-        by = list(request.by) or list(DEFAULT_FACETS)
-        unknown = [b for b in by if b not in schema.FACETS]
-        if unknown:
-            text = f"cannot count by {unknown}; choose among {sorted(schema.FACETS)}"
-            raise InvalidRequestError(text)
-        flt = (
-            engine.store_filter(filter_spec(request.filter)) if request.HasField("filter") else None
+        spec = filter_spec(request.filter) if request.HasField("filter") else None
+        total, counts = engine.facet_counts(
+            self.deps.store, spec, list(request.by), int(request.top) or 50
         )
-        top = int(request.top) or 50
-        store = self.deps.store
-        facets = []
-        for name in by:
-            counts = store.facet(schema.FACETS[name], flt, limit=top)
-            facets.append(
-                pb.Facet(
-                    name=name,
-                    counts=[
-                        pb.FacetCount(
-                            id=value,
-                            label=term_label(value)
-                            if schema.FACETS[name] in schema.TERM_KINDS
-                            else value,
-                            count=n,
-                        )
-                        for value, n in counts.items()
-                    ],
-                )
+        facets = [
+            pb.Facet(
+                name=name,
+                counts=[pb.FacetCount(id=v, label=label, count=n) for v, label, n in rows],
             )
+            for name, rows in counts.items()
+        ]
         return pb.StatsReply(
-            total_cells=store.count(flt),
+            total_cells=total,
             facets=facets,
             n_datasets=len(self.deps.jobs.list_datasets()),
         )
