@@ -329,7 +329,10 @@ class Atlas:
             vectors = np.stack([np.asarray(h.vector, dtype=np.float32) for h in hits])
         spec = make_filter_spec(filter)
         quantile = unknown_quantile or None
-        parameters = self._annotator.parameters(self.store, k, spec, unknown_quantile=quantile)
+        session: dict[Any, Any] = {}  # one reference for every batch of this call
+        parameters = self._annotator.parameters(
+            self.store, k, spec, unknown_quantile=quantile, session=session
+        )
         bar = _progress(show=progress, desc="annotate", total=len(q.names))
         parts = []
         try:
@@ -342,6 +345,7 @@ class Atlas:
                     spec,
                     with_neighbours=with_neighbours,
                     unknown_quantile=quantile,
+                    session=session,
                 )
                 parts.append(
                     frames.annotations_frame(

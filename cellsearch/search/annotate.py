@@ -34,6 +34,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from types import EllipsisType
 from typing import Any
 
 import numpy as np
@@ -589,13 +590,15 @@ def annotate(
     space: LabelSpace | None = None,
     labels: PointLabels | None = None,
     index: ReferenceIndex | None = None,
+    voters: SearchFilter | EllipsisType | None = ...,
 ) -> Annotations:
     """Annotate every row of ``vectors`` in one batched kNN and one vectorised vote.
 
     ``space`` is the reference's :class:`LabelSpace` and ``labels`` its
     :class:`PointLabels` (built here when not given; the service caches both per reference).
     ``index``: the reference's in-memory HNSW (``knn.ReferenceIndex``), used for the kNN
-    when given; else the store's.
+    when given; else the store's. ``voters``: the reference's :func:`reference_filter`, when
+    the caller has it (computing it asks the store a count).
     """
     config = config or AnnotationConfig()
     if calibration.rep_neighbours != config.rep_neighbours:
@@ -604,7 +607,11 @@ def annotate(
             f"{config.rep_neighbours}; recalibrate with this config"
         )
         raise InvalidQueryError(msg)
-    flt = reference_filter(config, reference, resolve=resolve, store=store)
+    flt = (
+        reference_filter(config, reference, resolve=resolve, store=store)
+        if isinstance(voters, EllipsisType)
+        else voters
+    )
     if space is None:
         space = label_space(
             store.facet("cell_type_id", flt, limit=100_000),

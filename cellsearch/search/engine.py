@@ -119,6 +119,7 @@ class Reference:
     labels: core_annotate.PointLabels
     size: int
     index: IndexSlot
+    voters: SearchFilter | None = None
 
 
 class Annotator:
@@ -193,7 +194,7 @@ class Annotator:
                 calibration, self._held_out(), self.config.unknown_quantile
             )
         labels = core_annotate.PointLabels(store, space)
-        return Reference(calibration, space, labels, size, slot)
+        return Reference(calibration, space, labels, size, slot, voters)
 
     def wait_for_index(self, timeout_s: float | None = None) -> bool:
         """Block until every background index build ends; True when each reference has one."""
@@ -215,10 +216,17 @@ class Annotator:
         *,
         with_neighbours: bool = False,
         unknown_quantile: float | None = None,
+        session: dict[Any, Reference] | None = None,
     ) -> core_annotate.Annotations:
+        """Annotate ``vectors`` against the (filtered) reference.
+
+        ``session``: a dict the caller keeps for one job (a streamed request); the reference is
+        resolved (its size counted, a store scan) once per job instead of once per batch, and
+        every batch of the job votes against the same reference.
+        """
         reference = store_filter(spec)
         config = self._config(k, unknown_quantile, with_neighbours=with_neighbours)
-        ref = self.reference(store, reference, config)
+        ref = self._resolve(store, reference, config, session)
         return core_annotate.annotate(
             store,
             vectors,
@@ -228,7 +236,22 @@ class Annotator:
             space=ref.space,
             labels=ref.labels,
             index=ref.index.index,
+            voters=ref.voters,
         )
+
+    def _resolve(
+        self,
+        store: Any,
+        reference: SearchFilter | None,
+        config: core_annotate.AnnotationConfig,
+        session: dict[Any, Reference] | None,
+    ) -> Reference:
+        if session is None:
+            return self.reference(store, reference, config)
+        key = (repr(reference), config.rep_neighbours)
+        if key not in session:
+            session[key] = self.reference(store, reference, config)
+        return session[key]
 
     def _config(
         self, k: int, unknown_quantile: float | None, *, with_neighbours: bool = False
@@ -248,11 +271,12 @@ class Annotator:
         spec: FilterSpec | None,
         *,
         unknown_quantile: float | None = None,
+        session: dict[Any, Reference] | None = None,
     ) -> dict[str, str]:
         """How the annotation is made, for a reply (and the CLI's ``uns``)."""
         reference = store_filter(spec)
         config = self._config(k, unknown_quantile)
-        ref = self.reference(store, reference, config)
+        ref = self._resolve(store, reference, config, session)
         cal = ref.calibration
         on_index = ref.index.index is not None
         return {

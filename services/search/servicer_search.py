@@ -133,6 +133,7 @@ class CellSearchServicer(pb_grpc.CellSearchServicer):
         """One reply per request batch, as soon as it is done: a client keeps every batch
         already answered whatever happens to a later one."""
         offset = 0
+        session: dict[Any, Any] = {}  # the reference, resolved once for the whole stream
         for request in request_iterator:
             if not context.is_active():  # deadline passed or client gone: stop working
                 return
@@ -159,13 +160,14 @@ class CellSearchServicer(pb_grpc.CellSearchServicer):
                 spec,
                 with_neighbours=request.with_neighbours,
                 unknown_quantile=quantile,
+                session=session,
             )
             yield pb.AnnotateReply(
                 annotations=annotations_to_proto(names, result),
                 model_version=self.deps.loaded_model_version,
                 offset=offset,
                 parameters=self.annotator.parameters(
-                    self.deps.store, k, spec, unknown_quantile=quantile
+                    self.deps.store, k, spec, unknown_quantile=quantile, session=session
                 ),
             )
             offset += n

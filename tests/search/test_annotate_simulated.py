@@ -108,3 +108,40 @@ def test_a_large_reference_is_indexed_in_the_background(split):
     assert annotator.wait_for_index(timeout_s=120)
     second = annotator.annotate(store, queries[:50], 50, None)
     assert np.mean(np.array(first.label) == np.array(second.label)) >= 0.95
+
+
+class _CountingStore:
+    """The real store, with its ``count`` calls tallied (a filtered count scans the store)."""
+
+    def __init__(self, store):
+        self._store, self.counts = store, 0
+
+    def count(self, filter=None):
+        self.counts += 1
+        return self._store.count(filter)
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+
+def test_a_session_resolves_the_reference_once_per_job(split):
+    """A streamed job's batches share one resolved reference: the store is counted for the
+    job, not for each batch, and a job without a session still sees the store's current size."""
+    store, queries, _ = split
+    counting = _CountingStore(store)
+    annotator = Annotator()
+    annotator.annotate(counting, queries[:10], 50, None)  # builds the reference
+
+    def counts_for(batches: int) -> int:
+        counting.counts, session = 0, {}
+        for start in range(0, 50 * batches, 50):
+            annotator.annotate(counting, queries[start : start + 50], 50, None, session=session)
+            annotator.parameters(counting, 50, None, session=session)
+        return counting.counts
+
+    one = counts_for(1)
+    assert 0 < one == counts_for(4)
+    counting.counts = 0
+    for start in range(0, 200, 50):
+        annotator.annotate(counting, queries[start : start + 50], 50, None)
+    assert counting.counts == 4 * one  # no session: every call resolves afresh
