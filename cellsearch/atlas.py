@@ -153,7 +153,7 @@ class Atlas:
         self,
         data: Any,
         *,
-        study: str,
+        study: str = "",
         dataset: str | None = None,
         metadata: Mapping[str, str] | None = None,
         progress: bool = True,
@@ -163,7 +163,9 @@ class Atlas:
         The cells are validated first (raw counts, gene overlap, ontology terms, unique ids)
         and nothing is stored when one is refused (:class:`JobFailedError` says which).
         ``metadata`` fills obs columns the data lacks (``tissue_ontology_term_id=...``).
-        An AnnData is copied into the atlas folder (``inbox/``) so it can be re-embedded.
+        ``study``: the study of every cell; without it the data's own ``study_id`` column says
+        each cell's (a multi-study reference in one file). An AnnData is copied into the atlas
+        folder (``inbox/``) so it can be re-embedded.
         """
         if isinstance(data, str | Path):
             path = Path(data).resolve()
@@ -213,7 +215,7 @@ class Atlas:
         inbox.mkdir(parents=True, exist_ok=True)
         # unique without a dataset id: a count of datasets would reuse a deleted one's number
         # and overwrite the copy another registered dataset still reads when re-embedded
-        name = _SAFE_NAME.sub("_", dataset or f"{study}_{uuid.uuid4().hex[:12]}")
+        name = _SAFE_NAME.sub("_", dataset or f"{study or 'dataset'}_{uuid.uuid4().hex[:12]}")
         path = inbox / f"{name}.h5ad"
         adata.write_h5ad(path)
         return path

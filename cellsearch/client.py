@@ -537,12 +537,13 @@ class CellSearchClient:
     def submit_ingestion(
         self,
         path: str | Path,
-        study_id: str,
+        study_id: str = "",
         *,
         dataset_id: str = "",
         metadata: Mapping[str, str] | None = None,
     ) -> Job:
-        """Start ingesting a file the server can read; returns the PENDING job."""
+        """Start ingesting a file the server can read; returns the PENDING job. Without
+        ``study_id`` the file's own ``study_id`` column names each cell's study."""
         request = pb.SubmitIngestionRequest(
             path=str(path), study_id=study_id, dataset_id=dataset_id, metadata=metadata or {}
         )
@@ -552,7 +553,7 @@ class CellSearchClient:
         self,
         path: str | Path,
         *,
-        study: str,
+        study: str = "",
         dataset: str | None = None,
         metadata: Mapping[str, str] | None = None,
         progress: bool = True,

@@ -348,7 +348,8 @@ def _train_epoch(
     autocast = device.startswith("cuda") and config.bf16
     run.module.train()
     sums = {"loss": 0.0, "triplet": 0.0, "recon": 0.0, "proxy": 0.0, "triplets": 0.0}
-    bar = tqdm(range(run.steps), desc=desc, disable=not config.progress, leave=False)
+    # per-step bars only on a terminal (None: tqdm checks); the epoch lines always print
+    bar = tqdm(range(run.steps), desc=desc, disable=None if config.progress else True, leave=False)
     for _ in bar:
         idx = run.pool[run.sampler.batch()]
         xb = torch.from_numpy(td.x[idx].toarray()).to(device)

@@ -141,7 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ingest", help="submit a dataset for ingestion")
     p.add_argument("file", help="path as the server sees it (under its allowed roots)")
-    p.add_argument("--study", required=True, help="study id")
+    p.add_argument(
+        "--study",
+        default="",
+        help="study id of every cell (default: the file's own study_id column)",
+    )
     p.add_argument("--dataset", default="", help="dataset id (default: study/file name)")
     p.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--wait", action="store_true", help="follow the job with a progress bar")

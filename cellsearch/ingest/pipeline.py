@@ -124,19 +124,25 @@ class _Timer:
 
 
 def default_validator(
-    min_gene_overlap: float, *, defaults: Mapping[str, str] | None = None
+    min_gene_overlap: float,
+    *,
+    defaults: Mapping[str, str] | None = None,
+    needs_study_column: bool = False,
 ) -> Validator:
     """The datasets package's full validation (raw counts, overlap, ontology terms, unique ids);
-    ``defaults`` (a job's metadata) fill required obs columns the file lacks."""
+    ``defaults`` (a job's metadata) fill required obs columns the file lacks.
+    ``needs_study_column``: the submission named no study, so the file must say each cell's."""
 
     def validate(path: Path, vocabulary: Sequence[str]) -> ValidationSummary:
-        from celldata.validate import validate_dataset
+        from celldata.validate import REFERENCE_OBS, validate_dataset
 
+        study_column = OBS_COLUMNS["study_id"][:1] if needs_study_column else ()
         report = validate_dataset(
             path,
             vocabulary=vocabulary,
             min_gene_overlap=min_gene_overlap,
             defaults=defaults or {},
+            required_obs=(*REFERENCE_OBS, *study_column),
         )
         return summarise_report(report)
 
@@ -325,7 +331,7 @@ def _run_opened(
     _check_dataset_free(job, jobs)
     # metadata defaults (``--meta tissue_ontology_term_id=...``) stand in for missing columns
     validate = options.validator or default_validator(
-        options.min_gene_overlap, defaults=job.metadata
+        options.min_gene_overlap, defaults=job.metadata, needs_study_column=not job.study_id
     )
     started = timer.clock()
     summary = validate(path, list(encoder.genes))

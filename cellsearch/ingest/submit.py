@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from cellsearch.platform.errors import InvalidRequestError, UnavailableError
+from cellsearch.platform.errors import UnavailableError
 from cellsearch.platform.jobs import Job, JobState, JobStore
 from cellsearch.platform.limits import check_metadata
 from cellsearch.platform.paths import check_path
@@ -24,9 +24,9 @@ _DEFAULT_LIMITS = Settings.model_construct()
 
 
 def default_dataset_id(study_id: str, path: str | Path) -> str:
-    """``study/file-name`` without the data suffixes."""
+    """``study/file-name`` without the data suffixes (the file name alone without a study)."""
     name = Path(path).name.removesuffix(".gz").removesuffix(".h5ad").removesuffix(".h5")
-    return f"{study_id}/{name}"
+    return f"{study_id}/{name}" if study_id else name
 
 
 def submit_ingestion(
@@ -34,7 +34,7 @@ def submit_ingestion(
     enqueue: Enqueue,
     *,
     path: str,
-    study_id: str,
+    study_id: str = "",
     dataset_id: str = "",
     metadata: Mapping[str, str] | None = None,
     allowed_roots: Iterable[Path] | None = None,
@@ -46,10 +46,10 @@ def submit_ingestion(
     ``allowed_roots`` given: the path must pass the ingestion path policy now (the pipeline
     checks it again when it opens the file). If the queue does not answer, the job ends
     FAILED, its claim is released and :class:`UnavailableError` is raised.
+
+    ``study_id`` empty: the file's own ``study_id`` column names each cell's study (a
+    multi-study reference in one file); validation refuses a file without one.
     """
-    if not study_id:
-        msg = "study_id is empty: name the study these cells come from (e.g. 'smith2024')"
-        raise InvalidRequestError(msg)
     meta = dict(metadata or {})
     check_metadata(meta, max_entries=max_metadata_entries, max_bytes=max_metadata_bytes)
     if allowed_roots is not None:

@@ -8,12 +8,14 @@ the service and the workers read ``Settings`` and pass plain values down.
 
 from __future__ import annotations
 
+import json
+import os
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 if TYPE_CHECKING:
     from vectorstore import StoreConfig
@@ -59,9 +61,12 @@ class Settings(BaseSettings):
     model_dir: Path | None = Field(
         default=None, description="Encoder checkpoint folder; None means the bundled default model."
     )
-    allowed_roots: tuple[Path, ...] = Field(
+    allowed_roots: Annotated[tuple[Path, ...], NoDecode] = Field(
         default=(Path("var/inbox"),),
-        description="Folders ingestion may read from; any other path is refused.",
+        description=(
+            "Folders ingestion may read from; any other path is refused. From the environment: "
+            "one folder, several joined by the path separator (':'), or a JSON list."
+        ),
     )
     ontology_cache_dir: Path | None = Field(
         default=None, description="Where closure caches are written; None: a user cache folder."
@@ -150,6 +155,17 @@ class Settings(BaseSettings):
     max_metadata_bytes: int = Field(
         default=16 * 1024, ge=0, description="Keys and values of a submission's metadata."
     )
+
+    @field_validator("allowed_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: Any) -> Any:
+        """``CELLSEARCH_ALLOWED_ROOTS=/data/inbox`` or ``/a:/b`` as a shell user writes it."""
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return tuple(part for part in text.split(os.pathsep) if part)
 
     @model_validator(mode="after")
     def _tls_pair(self) -> Settings:

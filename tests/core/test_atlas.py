@@ -111,6 +111,29 @@ def test_bad_input_is_refused_and_stores_nothing(tmp_path, data, model) -> None:
             atlas.search(np.ones((1, 128)), filter={"tissue": ["lung"]})
 
 
+def test_a_multi_study_file_ingests_without_a_study_and_keeps_its_own(
+    tmp_path, data, model
+) -> None:
+    """``cellsearch ingest ref.h5ad`` with no ``--study``: each cell keeps the study its file
+    says; a file that does not say is refused, naming the column, and nothing is stored."""
+    ref, _ = data
+    settings = Settings(redis_url=NO_REDIS, ontology_cache_dir=tmp_path / "ontology-cache")
+    part = ref[:300].copy()
+    with Atlas(tmp_path / "atlas", model=model, settings=settings) as atlas:
+        job = atlas.ingest(part, progress=False)
+        assert job.state == "SUCCEEDED" and job.cells_done == part.n_obs
+        studies = atlas.stats(by=["study"])[1]["study"]
+        expected = part.obs["study_id"].astype(str).value_counts()
+        assert dict(zip(studies["id"], studies["count"], strict=True)) == expected.to_dict()
+
+        anonymous = part.copy()
+        del anonymous.obs["study_id"]
+        with pytest.raises(JobFailedError, match="study_id") as failed:
+            atlas.ingest(anonymous, progress=False)
+        assert failed.value.code == "missing_metadata", failed.value
+        assert atlas.stats()[0] == part.n_obs
+
+
 def test_the_client_gives_the_same_answers_over_grpc(built, model) -> None:
     """A server over the folder the notebook built: same labels, hits and embeddings."""
     from cellsearch.app.embedded import start_platform

@@ -18,6 +18,21 @@ def test_environment_prefix_sets_fields(monkeypatch: pytest.MonkeyPatch) -> None
     assert settings.allowed_roots == (Path("/data/a"), Path("/data/b"))
 
 
+@pytest.mark.parametrize(
+    ("value", "roots"),
+    [
+        ("/data/inbox", ("/data/inbox",)),
+        ("/data/a:/data/b", ("/data/a", "/data/b")),
+        ('["/data/a"]', ("/data/a",)),
+    ],
+)
+def test_allowed_roots_read_as_a_shell_user_writes_them(
+    monkeypatch: pytest.MonkeyPatch, value: str, roots: tuple[str, ...]
+) -> None:
+    monkeypatch.setenv("CELLSEARCH_ALLOWED_ROOTS", value)
+    assert Settings().allowed_roots == tuple(Path(r) for r in roots)
+
+
 def test_default_is_embedded_store() -> None:
     assert Settings().store_mode == "embedded"
 
