@@ -115,6 +115,9 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     label_key: str = "cell_type_ontology_term_id"
     study_key: str = "study_id"
+    #: Narrows what a coarse label may stand for to the types its tissue holds
+    #: (:func:`encoder.train.label_contexts`); a reference without the column is unaffected.
+    tissue_key: str | None = "tissue_ontology_term_id"
     target_sum: float = 1e4
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -28,6 +28,7 @@ VARIANTS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("without the proxy loss", {"proxy_weight": 0.0}),
     ("without the triplet loss", {"triplet_weight": 0.0}),
     ("without augmentation", {"augment": "none"}),
+    ("coarse labels not narrowed by tissue", {"tissue_key": None}),
     ("with a refit on all studies after early stopping", {"refit": True}),
     ("with reconstruction weight 0.5", {"recon_weight": 0.5}),
     ("reconstruction only", {"triplet_weight": 0.0, "proxy_weight": 0.0, "recon_weight": 1.0}),

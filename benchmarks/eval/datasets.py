@@ -115,6 +115,9 @@ def choose_query_studies(studies: pd.DataFrame, fraction: float, seed: int) -> l
     return sorted(chosen)
 
 
+BLOOD = "UBERON:0000178"
+
+
 def simulated_split(cfg: EvalConfig) -> Split:
     """Leave-studies-out split of a simulated atlas (see the module docstring)."""
     from celldata.simulate import simulate_atlas
@@ -174,6 +177,7 @@ def pbmc_split(cfg: EvalConfig) -> Split:
             STUDY: adata.obs["study_id"].astype(str).to_numpy(),
             ROLE: np.where(is_query, "query", "reference"),
             ABSENT: absent & is_query,
+            "tissue": BLOOD,  # peripheral blood mononuclear cells
         },
         index=adata.obs_names,
     )[keep]

@@ -59,6 +59,7 @@ def _reference_part(split: Split, genes: list[str]) -> ad.AnnData:
         {
             "cell_type_ontology_term_id": split.obs.loc[ref, REF_LABEL].to_numpy(),
             "study_id": split.obs.loc[ref, STUDY].to_numpy(),
+            "tissue_ontology_term_id": split.obs.loc[ref, "tissue"].to_numpy(),
         },
         index=split.obs.index[ref],
     )

@@ -12,7 +12,7 @@ from training_kit import RELATED, small_config, toy_atlas
 from encoder import CellEncoder, EncoderConfig, TrainConfig
 from encoder.augment import NO_AUGMENTATION, AugmentConfig, augment_batch
 from encoder.losses import LabelProxies
-from encoder.train import CosineSchedule, label_descends
+from encoder.train import CosineSchedule, TrainingData, label_contexts, label_descends
 
 ENC = EncoderConfig(n_genes=120, hidden_dims=(32,), latent_dim=32)
 
@@ -70,6 +70,56 @@ def test_proxies_accept_any_descendant_of_a_coarse_label():
     b_cell = proxies(at_cd4, torch.tensor([3]))
     assert coarse < 0.01
     assert fine_wrong > 5 and b_cell > 5
+
+
+EPITHELIAL, AT2, FIBROBLAST = "CL:0000066", "CL:0002063", "CL:0000057"
+KIDNEY, LUNG = "UBERON:0002113", "UBERON:0002048"
+
+
+def _labelled(cells: list[tuple[str, str]]) -> TrainingData:
+    """Training data of the given (label, tissue) cells (expression is irrelevant here)."""
+    labels, tissues = zip(*cells, strict=True)
+    label_vocab, label_codes = np.unique(labels, return_inverse=True)
+    tissue_vocab, tissue_codes = np.unique(tissues, return_inverse=True)
+    return TrainingData(
+        x=None,  # type: ignore[arg-type]
+        labels=label_codes,
+        studies=np.zeros(len(cells), dtype=np.int64),
+        label_vocab=list(label_vocab),
+        study_vocab=["s"],
+        genes=[],
+        tissues=tissue_codes,
+        tissue_vocab=list(tissue_vocab),
+    )
+
+
+def test_a_coarse_label_stands_only_for_types_its_tissue_holds():
+    """A kidney study's "epithelial cell" may not settle on the lung-only AT2 proxy; a lung
+    study's may; a cell whose tissue is not given keeps every descendant."""
+    td = _labelled(
+        [(EPITHELIAL, KIDNEY), (EPITHELIAL, LUNG), (AT2, LUNG), (FIBROBLAST, KIDNEY),
+         (EPITHELIAL, "")]
+    )  # fmt: skip
+    context, compatible = label_contexts(td, label_descends(td.label_vocab))
+    at2 = td.label_vocab.index(AT2)
+    allowed = {
+        (td.label_vocab[td.labels[i]], td.tissue_vocab[td.tissues[i]]): compatible[context[i]]
+        for i in range(len(td.labels))
+    }
+    assert not allowed[(EPITHELIAL, KIDNEY)][at2]
+    assert allowed[(EPITHELIAL, LUNG)][at2] and allowed[(EPITHELIAL, "")][at2]
+    assert allowed[(AT2, LUNG)].tolist() == [lab == AT2 for lab in td.label_vocab]
+    for (label, _), row in allowed.items():  # a cell may always sit at its own label
+        assert row[td.label_vocab.index(label)]
+    assert len(set(context.tolist())) == len(td.labels)  # five distinct (label, tissue) pairs
+
+
+def test_without_tissues_a_coarse_label_keeps_every_descendant():
+    td = _labelled([(EPITHELIAL, KIDNEY), (AT2, LUNG)])
+    td.tissues = td.tissue_vocab = None
+    descends = label_descends(td.label_vocab)
+    context, compatible = label_contexts(td, descends)
+    assert np.array_equal(context, td.labels) and np.array_equal(compatible, descends)
 
 
 def test_free_text_labels_only_descend_from_themselves():
