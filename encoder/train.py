@@ -169,12 +169,16 @@ def label_contexts(td: TrainingData, descends: np.ndarray) -> tuple[np.ndarray, 
     ontology allows: a kidney study's "epithelial cell" is not a pulmonary alveolar type 2
     cell, whatever the ontology permits. A context is a (label, tissue) pair, and its cells may
     sit at their own label's proxy or at a descendant's that some reference cell of the *same
-    tissue* carries. Cells whose tissue is not given keep every descendant. Measured on the
-    simulated atlas: without this, kidney epithelial and fibroblast cells settled on the lung
-    types' proxies and unseen studies' cells of those types were called lung types.
+    tissue* carries. Hematopoietic labels are exempt (blood cells circulate: a lung study's
+    "monocyte" may well be the CD14 monocyte only blood studies name), and cells whose tissue
+    is not given keep every descendant. Measured on the simulated atlas: without this, kidney
+    epithelial and fibroblast cells settled on the lung types' proxies and unseen studies'
+    cells of those types were called lung types; without the exemption, blood queries were
+    called by their coarse labels.
     """
     if td.tissues is None or td.tissue_vocab is None:
         return td.labels, descends
+    circulating = _circulating(td.label_vocab)
     n_tissues = len(td.tissue_vocab)
     pair = td.labels * n_tissues + td.tissues
     pairs, context = np.unique(pair, return_inverse=True)
@@ -185,11 +189,29 @@ def label_contexts(td: TrainingData, descends: np.ndarray) -> tuple[np.ndarray, 
     for i, p in enumerate(pairs.tolist()):
         label, tissue = divmod(p, n_tissues)
         allowed = descends[label].copy()
-        if not unsaid[tissue]:
+        if not unsaid[tissue] and not circulating[label]:
             allowed &= in_tissue[tissue]
         allowed[label] = True
         compatible[i] = allowed
     return context.astype(np.int64), compatible
+
+
+#: Cell Ontology "hematopoietic cell": its descendants circulate, so a tissue says nothing
+#: about which of them a coarse immune label stands for.
+HEMATOPOIETIC_CELL = "CL:0000988"
+
+
+def _circulating(label_vocab: Sequence[str]) -> np.ndarray:
+    """Per label: is it a hematopoietic cell (or one of its kinds)?"""
+    import ontology
+
+    out = np.zeros(len(label_vocab), dtype=bool)
+    for i, term in enumerate(label_vocab):
+        try:
+            out[i] = term == HEMATOPOIETIC_CELL or HEMATOPOIETIC_CELL in ontology.ancestors(term)
+        except Exception:  # free text, or a term this ontology release lacks
+            continue
+    return out
 
 
 def related_types(label_vocab: Sequence[str]) -> np.ndarray:

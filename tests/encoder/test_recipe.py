@@ -73,6 +73,7 @@ def test_proxies_accept_any_descendant_of_a_coarse_label():
 
 
 EPITHELIAL, AT2, FIBROBLAST = "CL:0000066", "CL:0002063", "CL:0000057"
+MONOCYTE, CD14_MONOCYTE = "CL:0000576", "CL:0001054"
 KIDNEY, LUNG = "UBERON:0002113", "UBERON:0002048"
 
 
@@ -112,6 +113,16 @@ def test_a_coarse_label_stands_only_for_types_its_tissue_holds():
     for (label, _), row in allowed.items():  # a cell may always sit at its own label
         assert row[td.label_vocab.index(label)]
     assert len(set(context.tolist())) == len(td.labels)  # five distinct (label, tissue) pairs
+
+
+def test_an_immune_label_keeps_its_descendants_in_every_tissue():
+    """Monocytes circulate: a lung study's "monocyte" may be the CD14 monocyte that only blood
+    studies label, so tissue does not narrow hematopoietic labels."""
+    blood = "UBERON:0000178"
+    td = _labelled([(MONOCYTE, LUNG), (CD14_MONOCYTE, blood)])
+    context, compatible = label_contexts(td, label_descends(td.label_vocab))
+    lung_monocyte = compatible[context[0]]
+    assert lung_monocyte[td.label_vocab.index(CD14_MONOCYTE)]
 
 
 def test_without_tissues_a_coarse_label_keeps_every_descendant():
