@@ -132,21 +132,33 @@ def prepare_training_data(
     )
 
 
+def _term_ancestors(label_vocab: Sequence[str]) -> list[frozenset[str] | None]:
+    """Each label's ontology ancestors, itself included; None for a label that is not a term
+    (free text, or a term this ontology release lacks)."""
+    import ontology
+
+    out: list[frozenset[str] | None] = []
+    for term in label_vocab:
+        try:
+            out.append(ontology.ancestors(term))
+        except Exception:
+            out.append(None)
+    return out
+
+
 def label_descends(label_vocab: Sequence[str]) -> np.ndarray:
     """``[i, j]`` True when label ``j`` is label ``i`` or one of its ontology descendants.
 
     Labels that are not ontology terms (free text) only descend from themselves, and a
     warning says which; the other labels keep their ontology relations.
     """
-    import ontology
-
     out = np.eye(len(label_vocab), dtype=bool)
     position = {term: i for i, term in enumerate(label_vocab)}
     not_terms = []
-    for j, term in enumerate(label_vocab):
-        try:
-            ancestors = ontology.ancestors(term)
-        except Exception:  # free text, or a term this ontology release lacks
+    for j, (term, ancestors) in enumerate(
+        zip(label_vocab, _term_ancestors(label_vocab), strict=True)
+    ):
+        if ancestors is None:
             not_terms.append(term)
             continue
         for ancestor in ancestors:
@@ -203,15 +215,9 @@ HEMATOPOIETIC_CELL = "CL:0000988"
 
 def _circulating(label_vocab: Sequence[str]) -> np.ndarray:
     """Per label: is it a hematopoietic cell (or one of its kinds)?"""
-    import ontology
-
-    out = np.zeros(len(label_vocab), dtype=bool)
-    for i, term in enumerate(label_vocab):
-        try:
-            out[i] = term == HEMATOPOIETIC_CELL or HEMATOPOIETIC_CELL in ontology.ancestors(term)
-        except Exception:  # free text, or a term this ontology release lacks
-            continue
-    return out
+    return np.array(
+        [HEMATOPOIETIC_CELL in (anc or ()) for anc in _term_ancestors(label_vocab)], dtype=bool
+    )
 
 
 def related_types(label_vocab: Sequence[str]) -> np.ndarray:
