@@ -117,9 +117,9 @@ def main() -> None:
     )
     try:
         settings = Settings(redis_url=args.redis, store_path=store)
-        jobs = RedisJobStore(args.redis)
+        jobs = RedisJobStore.for_settings(settings)
         app = make_celery(settings)
-        enqueue = enqueue_with(app)
+        enqueue = enqueue_with(app, settings.jobs_namespace)
         wait_ready(app, worker)
         print(f"worker ready in {time.perf_counter() - launched:.1f} s (model, kernel warm-up)")
         started = time.perf_counter()

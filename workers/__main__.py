@@ -22,7 +22,10 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         help="prefork needs a Qdrant server (an embedded store is owned by one process)",
     )
     parser.add_argument(
-        "--queues", default="ingest,default", help="comma-separated queues to consume"
+        "--queues",
+        default="ingest,default",
+        help="comma-separated queues to consume, within this platform's namespace "
+        "(CELLSEARCH_NAMESPACE, else derived from the store)",
     )
     parser.add_argument(
         "--visibility-timeout",
@@ -43,6 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run_from_args(args: argparse.Namespace) -> int:
     from cellsearch.platform import ops
+    from cellsearch.platform.jobs import queue_name
     from cellsearch.platform.settings import get_settings
     from workers.runtime import run_worker
 
@@ -52,7 +56,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         settings,
         concurrency=args.concurrency,
         pool=args.pool,
-        queues=[q for q in args.queues.split(",") if q],
+        queues=[queue_name(settings.jobs_namespace, q) for q in args.queues.split(",") if q],
         visibility_timeout_s=args.visibility_timeout,
         loglevel=args.loglevel,
         hostname=args.hostname,

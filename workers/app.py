@@ -18,7 +18,7 @@ import functools
 from celery import Celery
 from kombu import Queue
 
-from cellsearch.platform.jobs import DEFAULT_QUEUE, INGEST_QUEUE, INGEST_TASK
+from cellsearch.platform.jobs import DEFAULT_QUEUE, INGEST_QUEUE, INGEST_TASK, queue_name
 from cellsearch.platform.settings import Settings, get_settings
 from workers.tasks import OPTIMIZE_TASK, register_tasks
 
@@ -52,6 +52,9 @@ def make_celery(
     if soft_time_limit_s is None:
         soft_time_limit_s = max(time_limit_s - SOFT_LIMIT_MARGIN_S, time_limit_s * 0.9)
     app = Celery(name, broker=settings.redis_url, backend=settings.redis_url, set_as_current=False)
+    ingest, default = (
+        queue_name(settings.jobs_namespace, q) for q in (INGEST_QUEUE, DEFAULT_QUEUE)
+    )
     transport = {
         "visibility_timeout": visibility_timeout_s,
         # Every live worker sweeps for messages unacked longer than the timeout this often
@@ -61,12 +64,9 @@ def make_celery(
         "unacked_restore_limit": 100,
     }
     app.conf.update(
-        task_queues=(Queue(INGEST_QUEUE), Queue(DEFAULT_QUEUE)),
-        task_default_queue=DEFAULT_QUEUE,
-        task_routes={
-            INGEST_TASK: {"queue": INGEST_QUEUE},
-            OPTIMIZE_TASK: {"queue": DEFAULT_QUEUE},
-        },
+        task_queues=(Queue(ingest), Queue(default)),
+        task_default_queue=default,
+        task_routes={INGEST_TASK: {"queue": ingest}, OPTIMIZE_TASK: {"queue": default}},
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,

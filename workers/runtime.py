@@ -32,7 +32,13 @@ from cellsearch.platform.factories import (
     warm_encoder,
     warm_ontologies,
 )
-from cellsearch.platform.jobs import DEFAULT_QUEUE, INGEST_QUEUE, JobStore, RedisJobStore
+from cellsearch.platform.jobs import (
+    DEFAULT_QUEUE,
+    INGEST_QUEUE,
+    JobStore,
+    RedisJobStore,
+    queue_name,
+)
 from cellsearch.platform.settings import Settings
 from cellsearch.platform.submit import enqueue_with
 from encoder import CellEncoder
@@ -44,8 +50,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-QUEUES: tuple[str, ...] = (INGEST_QUEUE, DEFAULT_QUEUE)
 Pool = Literal["threads", "prefork", "solo"]
+
+
+def worker_queues(settings: Settings) -> list[str]:
+    """The queues a worker of this platform consumes (its namespace's, no one else's)."""
+    return [queue_name(settings.jobs_namespace, q) for q in (INGEST_QUEUE, DEFAULT_QUEUE)]
 
 
 # ------------------------------------------------------------------------------ resources
@@ -62,7 +72,7 @@ def open_resources(
     """Open whatever is not passed in; passed-in objects stay owned by the caller."""
     owns_store = store is None
     if jobs is None:
-        jobs = RedisJobStore(settings.redis_url)
+        jobs = RedisJobStore.for_settings(settings)
     if encoder is None:
         encoder = load_encoder(settings, device=device or resolve_device(settings))
     warm_ontologies(settings)
@@ -136,7 +146,7 @@ def run_worker(
     settings: Settings,
     *,
     concurrency: int | None = None,
-    queues: Sequence[str] = QUEUES,
+    queues: Sequence[str] | None = None,
     pool: Pool | None = None,
     visibility_timeout_s: float | None = None,
     loglevel: str = "INFO",
@@ -149,8 +159,10 @@ def run_worker(
     if pool != "prefork":  # open now: a locked store or a missing model fails at start-up
         resources = open_resources(settings)
         install_resources(app, resources)
+    queues = worker_queues(settings) if queues is None else queues
     log.info("worker: pool=%s concurrency=%d queues=%s", pool, concurrency, ",".join(queues))
-    reaper = start_reaper(app, resources.jobs if resources else RedisJobStore(settings.redis_url))
+    jobs = resources.jobs if resources else RedisJobStore.for_settings(settings)
+    reaper = start_reaper(app, jobs)
     worker = app.Worker(
         pool_cls=pool,
         concurrency=concurrency,
@@ -173,7 +185,8 @@ def run_worker(
 def start_reaper(app: Celery, jobs: JobStore) -> Reaper:
     """Re-enqueue jobs orphaned by a dead worker (``cellsearch.ingest.recovery``), in a thread."""
     settings: Settings = app.conf.cellsearch_settings
-    return Reaper(jobs, enqueue_with(app), lease_s=settings.job_lease_s).start()
+    enqueue = enqueue_with(app, settings.jobs_namespace)
+    return Reaper(jobs, enqueue, lease_s=settings.job_lease_s).start()
 
 
 class WorkerHandle:
@@ -212,7 +225,7 @@ def start_worker_thread(
     encoder: CellEncoder,
     jobs: JobStore,
     concurrency: int = 1,
-    queues: Sequence[str] = QUEUES,
+    queues: Sequence[str] | None = None,
     visibility_timeout_s: float | None = None,
     ready_timeout_s: float = 30.0,
     loglevel: str = "WARNING",
@@ -239,7 +252,7 @@ def start_worker_thread(
         app=app,
         pool_cls="solo" if concurrency == 1 else "threads",
         concurrency=concurrency,
-        queues=list(queues),
+        queues=worker_queues(settings) if queues is None else list(queues),
         without_heartbeat=True,
         without_mingle=True,
         without_gossip=True,

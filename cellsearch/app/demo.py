@@ -127,9 +127,9 @@ def run_demo(
         auth_token=SecretStr(token),
         ingest_chunk_cells=4096,
         embed_batch_size=2048,
+        namespace=f"cellsearch-demo-{secrets.token_hex(4)}",  # readable keys, dropped at the end
     )
     platform = None
-    prefix = f"cellsearch-demo-{secrets.token_hex(4)}"
     try:
         say.step("loading the default encoder")
         enc = _load_or_build_encoder(say, settings, root)
@@ -153,7 +153,7 @@ def run_demo(
         )
 
         say.step("starting the embedded store, gRPC server and ingestion worker")
-        platform = start_platform(settings, encoder=enc, jobs_prefix=prefix)
+        platform = start_platform(settings, encoder=enc)
         say(
             f"server on {platform.address} (bearer token on); worker: {platform.mode}"
             + (" (Redis answered)" if platform.mode == "redis" else " (no Redis: a thread)")
@@ -182,7 +182,7 @@ def run_demo(
     finally:
         if platform is not None:
             platform.stop(grace=1.0)
-            _drop_redis_keys(settings.redis_url, prefix)
+            _drop_redis_keys(settings.redis_url, settings.jobs_namespace)
         if made_tmp and not keep:
             shutil.rmtree(root, ignore_errors=True)
         elif keep:
@@ -313,12 +313,17 @@ def _short(label: str, width: int = 30) -> str:
     return label if len(label) <= width else label[: width - 1] + "…"
 
 
-def _drop_redis_keys(url: str, prefix: str) -> None:
+def _drop_redis_keys(url: str, namespace: str) -> None:
+    """The demo's job records, registry and queues (``<namespace>:...``, ``<namespace>.queue``)."""
     import redis
 
     try:
         client = redis.Redis.from_url(url, socket_connect_timeout=0.5)
-        keys = list(client.scan_iter(f"{prefix}:*"))
+        keys = [
+            k
+            for pattern in ("{}:*", "{}.*", "_kombu.binding.{}.*")
+            for k in client.scan_iter(pattern.format(namespace))
+        ]
         if keys:
             client.delete(*keys)
         client.close()

@@ -74,12 +74,11 @@ def start_platform(
     use_redis: bool | None = None,
     with_worker: bool = True,
     encoder: Any = None,
-    jobs_prefix: str = "cellsearch",
 ) -> Platform:
     """Open the store and encoder once, start a worker and the gRPC server over them.
 
-    ``use_redis``: None picks Redis when it answers at ``settings.redis_url``.
-    ``jobs_prefix``: Redis key prefix of the job records (the demo uses its own).
+    ``use_redis``: None picks Redis when it answers at ``settings.redis_url``; its job records,
+    dataset registry and queues are the store's own (``Settings.jobs_namespace``).
     """
     from cellsearch.ingest.runner import InProcessRunner, Resources
     from cellsearch.platform.factories import load_encoder, open_store, warm_ontologies
@@ -103,8 +102,8 @@ def start_platform(
         if use_redis:
             from workers.runtime import start_worker_thread
 
-            jobs: Any = RedisJobStore(settings.redis_url, prefix=jobs_prefix)
-            submit = celery_enqueue(settings.redis_url)
+            jobs: Any = RedisJobStore.for_settings(settings)
+            submit = celery_enqueue(settings.redis_url, settings.jobs_namespace)
             if with_worker:
                 handle = start_worker_thread(settings, store=store, encoder=enc, jobs=jobs)
                 stops.append(handle.stop)

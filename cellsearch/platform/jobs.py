@@ -42,11 +42,18 @@ from cellsearch.platform.errors import AlreadyExistsError, NotFoundError
 if TYPE_CHECKING:
     from redis.client import Pipeline
 
+    from cellsearch.platform.settings import Settings
+
 INGEST_TASK = "cellsearch.ingest_dataset"
 """Celery task name of an ingestion job; its only argument is the job id."""
 
 INGEST_QUEUE = "ingest"
 DEFAULT_QUEUE = "default"
+
+
+def queue_name(namespace: str, queue: str) -> str:
+    """``queue`` of one platform (``Settings.jobs_namespace``): ``<namespace>.<queue>``."""
+    return f"{namespace}.{queue}"
 
 
 class JobState(StrEnum):
@@ -468,6 +475,11 @@ class RedisJobStore:
 
         self._redis = redis.Redis.from_url(redis_url)
         self._prefix = prefix
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> RedisJobStore:
+        """The records of the platform ``settings`` describe (its Redis, its namespace)."""
+        return cls(settings.redis_url, prefix=settings.jobs_namespace)
 
     def _job_key(self, job_id: str) -> str:
         return f"{self._prefix}:job:{job_id}"

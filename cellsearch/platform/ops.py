@@ -198,7 +198,7 @@ def start_for(settings: Any, *, jobs: Any = None, store: Any = None) -> int | No
     ``jobs`` and ``store``: what the job-state and store-size gauges read (when this process
     has them); the queue depth is read from Redis whenever jobs travel through it.
     """
-    from cellsearch.platform.jobs import INGEST_QUEUE, RedisJobStore
+    from cellsearch.platform.jobs import INGEST_QUEUE, RedisJobStore, queue_name
 
     configure_logging(settings.log_level, settings.log_format)
     sources: dict[str, Any] = {}
@@ -207,7 +207,8 @@ def start_for(settings: Any, *, jobs: Any = None, store: Any = None) -> int | No
     if store is not None:
         sources["store_points"] = lambda: int(store.count())
     if jobs is None or isinstance(jobs, RedisJobStore):
-        sources["queue_depth"] = redis_queue_depth(settings.redis_url, INGEST_QUEUE)
+        queue = queue_name(settings.jobs_namespace, INGEST_QUEUE)
+        sources["queue_depth"] = redis_queue_depth(settings.redis_url, queue)
     port = start_metrics(settings.metrics_port, **sources)
     if port is not None:
         logging.getLogger(__name__).warning("Prometheus metrics on port %d (/metrics)", port)

@@ -8,6 +8,7 @@ the service and the workers read ``Settings`` and pass plain values down.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from functools import lru_cache
@@ -107,6 +108,13 @@ class Settings(BaseSettings):
         "without Redis; None: jobs.sqlite3 beside the store folder.",
     )
 
+    namespace: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="Redis key prefix and Celery queue prefix of this platform's jobs and "
+        "dataset registry; None: derived from the store (see ``jobs_namespace``).",
+    )
+
     # --- gRPC server --------------------------------------------------------
     grpc_address: str = "127.0.0.1:50051"
     auth_token: SecretStr | None = Field(
@@ -180,6 +188,25 @@ class Settings(BaseSettings):
         if self.jobs_db is not None:
             return self.jobs_db
         return self.store_path.parent / f"{self.store_path.name}.jobs.sqlite3"
+
+    @property
+    def jobs_namespace(self) -> str:
+        """Where this platform's jobs and dataset registry live in Redis, and its queues.
+
+        One namespace per store: two platforms sharing a Redis (two embedded stores on one
+        machine, a test beside a running server) must neither see each other's datasets, a
+        fresh store refusing a dataset id only the other one holds, nor take each other's
+        jobs off the queue, embedding a file into the wrong store. Servers and workers of one
+        deployment name the same store, so they agree without being told.
+        ``CELLSEARCH_NAMESPACE`` names it outright (readable keys, or a store that moves).
+        """
+        if self.namespace:
+            return self.namespace
+        if self.qdrant_url:
+            identity = f"{self.qdrant_url.rstrip('/')}/{self.collection}"
+        else:
+            identity = str(self.store_path.expanduser().resolve())
+        return f"cellsearch-{hashlib.sha256(identity.encode()).hexdigest()[:10]}"
 
     @property
     def store_mode(self) -> Literal["embedded", "server"]:

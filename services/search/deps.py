@@ -71,8 +71,12 @@ def build_deps(
     return ServiceDeps(
         settings=settings,
         store=open_store(settings) if store is None else store,
-        jobs=RedisJobStore(settings.redis_url) if jobs is None else jobs,
-        submit=celery_enqueue(settings.redis_url) if submit is None else submit,
+        jobs=RedisJobStore.for_settings(settings) if jobs is None else jobs,
+        submit=(
+            celery_enqueue(settings.redis_url, settings.jobs_namespace)
+            if submit is None
+            else submit
+        ),
         owns_store=store is None,
         _encoder=encoder,
     )

@@ -157,3 +157,71 @@ def test_the_client_gives_the_same_answers_over_grpc(built, model) -> None:
     assert (ann["cell_type_id"] == got["annotate"]["cell_type_id"]).all()
     assert (ann["unknown"] == got["annotate"]["unknown"]).all()
     assert np.allclose(vectors, got["embed"], atol=1e-5)
+
+
+def test_two_stores_sharing_one_redis_keep_their_own_datasets_and_jobs(
+    tmp_path, data, model, redis_url
+) -> None:
+    """Each embedded store has its own job records, dataset registry and queues in Redis.
+
+    Two platforms run at once on one Redis, as two ``cellsearch serve`` on one machine do
+    (the other one a process of its own: one Celery worker per process). Both ingest the
+    same file under the same default dataset id: each store is empty, so each must accept
+    it, and every cell must land in the store whose server took the job.
+    """
+    import os
+    import re
+    import subprocess
+    import sys
+
+    from cellsearch.app.embedded import start_platform
+
+    ref, _ = data
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    ref[:240].copy().write_h5ad(inbox / "ref.h5ad")
+    mine = Settings(
+        store_path=tmp_path / "a" / "store",
+        redis_url=redis_url,
+        allowed_roots=(inbox,),
+        grpc_address="127.0.0.1:0",
+        ontology_cache_dir=tmp_path / "ontology-cache",
+    )
+    theirs = mine.model_copy(update={"store_path": tmp_path / "b" / "store"})
+    assert mine.jobs_namespace != theirs.jobs_namespace
+    env = {
+        **os.environ,
+        "CELLSEARCH_STORE_PATH": str(theirs.store_path),
+        "CELLSEARCH_REDIS_URL": redis_url,
+        "CELLSEARCH_ALLOWED_ROOTS": str(inbox),
+        "CELLSEARCH_GRPC_ADDRESS": "127.0.0.1:0",
+        "CELLSEARCH_ONTOLOGY_CACHE_DIR": str(theirs.ontology_cache_dir),
+        "CELLSEARCH_DEVICE": "cpu",
+    }
+    other = subprocess.Popen(
+        [sys.executable, "-m", "cellsearch.app.cli", "serve", "--worker", "redis"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    platform = start_platform(mine, use_redis=True, encoder=model)
+    try:
+        assert other.stdout is not None
+        for line in other.stdout:
+            found = re.search(r"serving on (\S+) ", line)
+            if found:
+                break
+        else:
+            pytest.fail(f"the other server did not start (exit {other.wait()})")
+        for address in (platform.address, found.group(1)):
+            with CellSearchClient(address, timeout=120) as client:
+                job = client.ingest(inbox / "ref.h5ad", study="s", progress=False)
+                assert job.state == "SUCCEEDED", job.error
+                assert job.dataset_id == "s/ref"
+                assert list(client.list_datasets()["dataset_id"]) == ["s/ref"]
+                assert client.stats()[0] == 240
+    finally:
+        platform.stop(grace=0)
+        other.terminate()
+        other.wait(30)

@@ -39,6 +39,7 @@ from testkit import flushed_redis, save_tiny_model
 
 from cellsearch.client import CellSearchClient, CellSearchError
 from cellsearch.platform.jobs import JobState, RedisJobStore
+from cellsearch.platform.settings import Settings
 from cellsearch.v1 import cellsearch_pb2 as pb
 from cellsearch.v1 import cellsearch_pb2_grpc as pb_grpc
 
@@ -249,7 +250,8 @@ def test_searches_and_health_during_ingestion_and_deletion(server, files):
 
 
 def test_idle_watchers_leave_ping_fast(server):
-    jobs = RedisJobStore(REDIS_URL)  # a job nobody runs: its watchers stay idle
+    # a job nobody runs, in the server's own records: its watchers stay idle
+    jobs = RedisJobStore.for_settings(Settings(redis_url=REDIS_URL, store_path=server.store))
     job = jobs.create(path="/nowhere", study_id="s", dataset_id="never", metadata={})
     channel = grpc.insecure_channel(server.address)
     stub = pb_grpc.IngestionStub(channel)
@@ -396,7 +398,6 @@ def test_the_store_holds_exactly_the_files_cells(server, files):
 
 def test_kill9_of_a_worker_process_mid_job_recovers_with_exact_cells(files, redis_db, tmp_path):
     from cellsearch.ingest.submit import submit_ingestion
-    from cellsearch.platform.settings import Settings
     from cellsearch.platform.submit import enqueue_with
     from vectorstore import SearchFilter, open_store
     from workers.app import make_celery
@@ -415,8 +416,8 @@ def test_kill9_of_a_worker_process_mid_job_recovers_with_exact_cells(files, redi
 
     first = worker(1)
     settings = Settings(redis_url=REDIS_URL, store_path=store, job_lease_s=LEASE_S)
-    jobs = RedisJobStore(REDIS_URL)
-    enqueue = enqueue_with(make_celery(settings))
+    jobs = RedisJobStore.for_settings(settings)
+    enqueue = enqueue_with(make_celery(settings), settings.jobs_namespace)
     job = submit_ingestion(
         jobs,
         enqueue,

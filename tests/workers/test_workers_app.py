@@ -10,7 +10,13 @@ from celldata.errors import NotRawCountsError
 from cellsearch.ingest.pipeline import IngestOptions
 from cellsearch.ingest.runner import Resources
 from cellsearch.platform.errors import PathNotAllowedError, is_transient
-from cellsearch.platform.jobs import INGEST_QUEUE, INGEST_TASK, JobState, MemoryJobStore
+from cellsearch.platform.jobs import (
+    INGEST_QUEUE,
+    INGEST_TASK,
+    JobState,
+    MemoryJobStore,
+    queue_name,
+)
 from workers.app import make_celery
 from workers.runtime import install_resources, worker_plan
 from workers.tasks import MAX_RETRIES, retry_countdown
@@ -26,8 +32,9 @@ def test_app_is_configured_for_safe_redelivery(app, settings) -> None:
     assert conf.broker_url == settings.redis_url
     assert conf.task_acks_late and conf.task_reject_on_worker_lost
     assert conf.worker_prefetch_multiplier == 1
-    assert {q.name for q in conf.task_queues} == {"ingest", "default"}
-    assert conf.task_routes[INGEST_TASK] == {"queue": INGEST_QUEUE}
+    ns = settings.jobs_namespace
+    assert {q.name for q in conf.task_queues} == {f"{ns}.ingest", f"{ns}.default"}
+    assert conf.task_routes[INGEST_TASK] == {"queue": queue_name(ns, INGEST_QUEUE)}
     assert conf.broker_transport_options["visibility_timeout"] == 7
     assert conf.broker_transport_options["unacked_restore_interval"] == 1
     assert conf.task_soft_time_limit < conf.task_time_limit
@@ -134,7 +141,7 @@ def test_limits_and_index_build_come_from_settings(settings) -> None:
     assert app.conf.broker_transport_options["visibility_timeout"] == 11.0
     assert app.conf.task_time_limit == 1000.0
     assert app.conf.task_soft_time_limit == 900.0
-    assert app.conf.task_routes[OPTIMIZE_TASK] == {"queue": "default"}
+    assert app.conf.task_routes[OPTIMIZE_TASK] == {"queue": f"{settings.jobs_namespace}.default"}
     assert OPTIMIZE_TASK in app.tasks
     assert ingest_options(custom).optimize is False
     assert ingest_options(settings).optimize is settings.ingest_optimize

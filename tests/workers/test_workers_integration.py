@@ -131,8 +131,8 @@ def submit(env):
     settings = Settings(
         redis_url=env["CELLSEARCH_REDIS_URL"], store_path=Path(env["CELLSEARCH_STORE_PATH"])
     )
-    jobs = RedisJobStore(settings.redis_url)
-    enqueue = enqueue_with(make_celery(settings))
+    jobs = RedisJobStore.for_settings(settings)
+    enqueue = enqueue_with(make_celery(settings), settings.jobs_namespace)
 
     def go(path: Path | str, dataset_id: str):
         return submit_ingestion(

@@ -35,7 +35,7 @@ def test_worker_thread_ingests_into_the_in_process_store(settings, tiny_encoder)
         )
         job = submit_ingestion(
             jobs,
-            enqueue_with(handle.app),
+            enqueue_with(handle.app, settings.jobs_namespace),
             path=str(path),
             study_id="S",
             dataset_id="T",
