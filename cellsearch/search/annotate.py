@@ -43,7 +43,7 @@ import ontology
 from cellsearch.search.errors import EmptyReferenceError, InvalidQueryError
 from cellsearch.search.filters import Resolver, labels_filter, resolve_terms
 from cellsearch.search.knn import ReferenceIndex
-from cellsearch.search.query import fetch_cells
+from cellsearch.search.query import DEFAULT_ANNOTATE_K, fetch_cells
 from vectorstore import CellRef, CellStore, Hit, SearchFilter
 
 UNKNOWN = "unknown"
@@ -69,12 +69,12 @@ def default_floor() -> tuple[str, ...]:
 class AnnotationConfig:
     """Knobs of the vote and of the unknown flag."""
 
-    k: int = 50
+    k: int = DEFAULT_ANNOTATE_K
     #: Added to distances before inverting them, so a near-duplicate cannot take every vote.
     eps: float = 0.01
     #: A term must hold this share of the evidence consistent with it, and this share of the
     #: specific evidence (its own lineage against contradicting labels), to be reported.
-    min_confidence: float = 0.7
+    min_confidence: float = 0.55
     #: ...and at least this share of the votes must name it or one of its subtypes: coarse
     #: labels support a fine call, they cannot make one on their own.
     min_fine_evidence: float = 0.1

@@ -1,13 +1,13 @@
 """An in-memory HNSW over a reference's vectors: annotation's bulk kNN.
 
-Annotation asks for k=50 neighbours of thousands of cells at once, always against the same
-reference. Through the store that walk runs one query at a time on float vectors at ef 256
-(about 1,500 cells/s at 100k cells on 2 cores, and the engine holds the GIL while it
-searches). A FAISS HNSW graph over the same vectors, built once per reference and atlas
-size, answers the same queries with recall@50 0.989 at ef 80 at about 12,000 cells/s on
-both cores (benchmarks/bench_annotate.py), and carries each point's label code, so the vote
-reads no payload at all. It costs the vectors and the graph in memory (~650 B a cell), so
-it is built only for references up to ``AnnotationConfig.index_max_cells``; bigger ones use
+Annotation asks for k neighbours (15 by default) of thousands of cells at once, always
+against the same reference. Through the store that walk runs one query at a time on float
+vectors at ef 256 (about 1,500 cells/s at 100k cells on 2 cores, and the engine holds the GIL
+while it searches). A FAISS HNSW graph over the same vectors, built once per reference and
+atlas size, answers the same queries with recall@50 0.989 at ef 80 at about 12,000 cells/s
+on both cores (benchmarks/bench_annotate.py), and carries each point's label code, so the
+vote reads no payload at all. It costs the vectors and the graph in memory (~650 B a cell),
+so it is built only for references up to ``AnnotationConfig.index_max_cells``; bigger ones use
 the store's kNN.
 
 FAISS is scGPT's index for the same job (a peer), with wheels for every platform.

@@ -26,7 +26,9 @@ from vectorstore.base import as_query_matrix
 DEFAULT_MAX_K = 10_000
 #: Neighbours per query cell when a request leaves k at 0: a search, an annotation.
 DEFAULT_K = 10
-DEFAULT_ANNOTATE_K = 50
+#: 15, not SCimilarity's 50: a type with fewer reference cells than k can never hold most of
+#: a vote, so 50 lost the rare types (docs/annotation.md, "Choosing k").
+DEFAULT_ANNOTATE_K = 15
 
 
 @dataclass(frozen=True)
