@@ -456,7 +456,7 @@ class CellSearchClient:
         *,
         genes: Sequence[str] | None = None,
         cell_names: Sequence[str] | None = None,
-        k: int = 50,
+        k: int = 0,
         filter: FilterLike = None,
         batch_size: int = 1000,
         timeout: float | None = None,
@@ -472,6 +472,8 @@ class CellSearchClient:
         ``query``: an AnnData (raw counts found by ``layers["counts"]`` > ``.raw`` > ``X``, or
         ``layer=``), raw counts with ``genes``, ``(n, 128)`` embeddings or stored cell ids.
         Large queries stream in batches of ``batch_size`` cells; ``timeout`` bounds each batch.
+        ``k``: reference neighbours per cell (0: the server picks it from the reference's
+        size, 10 to 50).
         ``unknown_quantile`` sets how strict the "unknown" flag is (0: the server's default,
         0.95; 0.8 flags more new types and more known cells). ``progress`` draws a progress
         bar on stderr. ``key_added``: also write the columns into ``query.obs`` as

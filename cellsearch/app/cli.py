@@ -164,7 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", type=Path, help=".h5ad of raw counts")
     p.add_argument("-o", "--out", type=Path, required=True, help="annotated .h5ad to write")
     p.add_argument("--layer", default=None, help=LAYER_HELP)
-    p.add_argument("-k", type=int, default=0, help="reference neighbours per cell (0: 15)")
+    p.add_argument(
+        "-k",
+        type=int,
+        default=0,
+        help="reference neighbours per cell (0: from the reference's size, 10 to 50)",
+    )
     p.add_argument("--batch-size", type=int, default=1000)
     p.add_argument(
         "--batch-timeout", type=float, default=300, help="seconds allowed per batch (not per job)"

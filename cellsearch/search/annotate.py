@@ -69,6 +69,8 @@ def default_floor() -> tuple[str, ...]:
 class AnnotationConfig:
     """Knobs of the vote and of the unknown flag."""
 
+    #: Neighbours per query cell. ``Annotator`` and the service pick it from the reference's
+    #: size when a request leaves k at 0 (``query.annotation_k``); this is for direct calls.
     k: int = DEFAULT_ANNOTATE_K
     #: Added to distances before inverting them, so a near-duplicate cannot take every vote.
     eps: float = 0.01

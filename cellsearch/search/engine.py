@@ -220,13 +220,19 @@ class Annotator:
     ) -> core_annotate.Annotations:
         """Annotate ``vectors`` against the (filtered) reference.
 
+        ``k``: neighbours per query cell; 0 picks it from the reference's size
+        (:func:`~cellsearch.search.query.annotation_k`).
         ``session``: a dict the caller keeps for one job (a streamed request); the reference is
         resolved (its size counted, a store scan) once per job instead of once per batch, and
         every batch of the job votes against the same reference.
         """
         reference = store_filter(spec)
-        config = self._config(k, unknown_quantile, with_neighbours=with_neighbours)
-        ref = self._resolve(store, reference, config, session)
+        ref = self._resolve(store, reference, self._config(k, unknown_quantile), session)
+        config = self._config(
+            k or core_query.annotation_k(ref.size),
+            unknown_quantile,
+            with_neighbours=with_neighbours,
+        )
         return core_annotate.annotate(
             store,
             vectors,
@@ -256,6 +262,9 @@ class Annotator:
     def _config(
         self, k: int, unknown_quantile: float | None, *, with_neighbours: bool = False
     ) -> core_annotate.AnnotationConfig:
+        """The configuration of one request (``k`` 0: the configured k, enough to resolve
+        the reference, which depends on ``rep_neighbours`` only)."""
+        k = k or self.config.k
         return replace(
             self.config,
             k=k,
@@ -275,8 +284,8 @@ class Annotator:
     ) -> dict[str, str]:
         """How the annotation is made, for a reply (and the CLI's ``uns``)."""
         reference = store_filter(spec)
-        config = self._config(k, unknown_quantile)
-        ref = self._resolve(store, reference, config, session)
+        ref = self._resolve(store, reference, self._config(k, unknown_quantile), session)
+        config = self._config(k or core_query.annotation_k(ref.size), unknown_quantile)
         cal = ref.calibration
         on_index = ref.index.index is not None
         return {
