@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import uuid
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -20,6 +21,34 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 if TYPE_CHECKING:
     from vectorstore import StoreConfig
+
+
+#: The file in an embedded store's folder that names the store (see ``embedded_store_id``).
+STORE_ID_FILE = "cellsearch-store-id"
+
+
+def embedded_store_id(folder: Path) -> str:
+    """The identity of the embedded store in ``folder``: a random id kept in the folder.
+
+    Written the first time it is asked for (the folder is made if need be), atomically: two
+    processes asking at once get the same id. It lives and dies with the store's folder,
+    beside the collection's shard (which the index build swaps for a rebuilt copy).
+    """
+    path = folder / STORE_ID_FILE
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    folder.mkdir(parents=True, exist_ok=True)
+    draft = folder / f".{STORE_ID_FILE}.{uuid.uuid4().hex}"
+    draft.write_text(uuid.uuid4().hex)
+    try:
+        os.link(draft, path)  # fails when another process got there first
+    except FileExistsError:
+        pass
+    finally:
+        draft.unlink()
+    return path.read_text().strip()
 
 
 class Settings(BaseSettings):
@@ -196,16 +225,18 @@ class Settings(BaseSettings):
         One namespace per store: two platforms sharing a Redis (two embedded stores on one
         machine, a test beside a running server) must neither see each other's datasets, a
         fresh store refusing a dataset id only the other one holds, nor take each other's
-        jobs off the queue, embedding a file into the wrong store. Servers and workers of one
-        deployment name the same store, so they agree without being told.
-        ``CELLSEARCH_NAMESPACE`` names it outright (readable keys, or a store that moves).
+        jobs off the queue, embedding a file into the wrong store. An embedded store is known
+        by the id written into its folder (:func:`embedded_store_id`), so a store deleted and
+        made again at the same path starts with an empty registry too; a Qdrant server's
+        collection by its URL and name, so every server and worker of a deployment agrees
+        without being told. ``CELLSEARCH_NAMESPACE`` names it outright (readable keys).
         """
         if self.namespace:
             return self.namespace
         if self.qdrant_url:
             identity = f"{self.qdrant_url.rstrip('/')}/{self.collection}"
         else:
-            identity = str(self.store_path.expanduser().resolve())
+            identity = embedded_store_id(self.store_path.expanduser())
         return f"cellsearch-{hashlib.sha256(identity.encode()).hexdigest()[:10]}"
 
     @property

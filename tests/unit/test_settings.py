@@ -65,3 +65,19 @@ def test_store_defaults_are_the_store_configs_own() -> None:
     from vectorstore import StoreConfig
 
     assert Settings().store_config() == StoreConfig()
+
+
+def test_the_jobs_namespace_belongs_to_one_store(tmp_path: Path) -> None:
+    """A store made again at the same path is a new store: it must not inherit the old one's
+    dataset registry (its ingestion would be refused with ALREADY_EXISTS)."""
+    import shutil
+
+    first = Settings(store_path=tmp_path / "store")
+    name = first.jobs_namespace
+    assert name == Settings(store_path=tmp_path / "store").jobs_namespace  # stable
+    assert name != Settings(store_path=tmp_path / "other").jobs_namespace
+    shutil.rmtree(tmp_path / "store")
+    assert Settings(store_path=tmp_path / "store").jobs_namespace != name
+    assert Settings(store_path=tmp_path / "store", namespace="mine").jobs_namespace == "mine"
+    served = Settings(qdrant_url="http://qdrant:6333/", collection="cells").jobs_namespace
+    assert served == Settings(qdrant_url="http://qdrant:6333").jobs_namespace
