@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -37,3 +42,33 @@ def save_tiny_model(folder: Path) -> Path:
     model = CellEncoder(AutoEncoder(EncoderConfig(n_genes=len(genes), hidden_dims=(64,))), genes)
     model.save(folder)
     return folder
+
+
+def start_serve(
+    env: Mapping[str, str], *args: str, banner: str = r"serving on (\S+) ", timeout_s: float = 120.0
+) -> tuple[subprocess.Popen[str], str]:
+    """``cellsearch serve ARGS`` in a process of its own; ``(process, address)`` once it
+    prints a line matching ``banner`` (its group: the address). Its later output is drained
+    in a thread, so a chatty server never blocks on a full pipe. The caller stops it."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cellsearch.app.cli", "serve", *args],
+        env=dict(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout_s
+    seen: list[str] = []
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        found = re.search(banner, line)
+        if found:
+            threading.Thread(target=proc.stdout.read, daemon=True).start()
+            return proc, found.group(1)
+    proc.kill()
+    proc.wait()
+    pytest.fail(f"cellsearch serve did not start: {''.join(seen)[-2000:]}")

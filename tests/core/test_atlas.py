@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from testkit import start_serve
 
 import ontology
 from celldata.simulate import simulate_atlas
@@ -170,9 +171,6 @@ def test_two_stores_sharing_one_redis_keep_their_own_datasets_and_jobs(
     it, and every cell must land in the store whose server took the job.
     """
     import os
-    import re
-    import subprocess
-    import sys
 
     from cellsearch.app.embedded import start_platform
 
@@ -198,23 +196,10 @@ def test_two_stores_sharing_one_redis_keep_their_own_datasets_and_jobs(
         "CELLSEARCH_ONTOLOGY_CACHE_DIR": str(theirs.ontology_cache_dir),
         "CELLSEARCH_DEVICE": "cpu",
     }
-    other = subprocess.Popen(
-        [sys.executable, "-m", "cellsearch.app.cli", "serve", "--worker", "redis"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    other, other_address = start_serve(env, "--worker", "redis")
     platform = start_platform(mine, use_redis=True, encoder=model)
     try:
-        assert other.stdout is not None
-        for line in other.stdout:
-            found = re.search(r"serving on (\S+) ", line)
-            if found:
-                break
-        else:
-            pytest.fail(f"the other server did not start (exit {other.wait()})")
-        for address in (platform.address, found.group(1)):
+        for address in (platform.address, other_address):
             with CellSearchClient(address, timeout=120) as client:
                 job = client.ingest(inbox / "ref.h5ad", study="s", progress=False)
                 assert job.state == "SUCCEEDED", job.error

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
-import subprocess
-import sys
-import time
 
 import pytest
+from testkit import start_serve
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -25,23 +22,11 @@ def test_serve_answers_then_stops_gracefully_on_sigterm(tmp_path) -> None:
         "CELLSEARCH_ALLOWED_ROOTS": f'["{tmp_path}"]',
         "CELLSEARCH_SHUTDOWN_GRACE_S": "2",
     }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cellsearch.app.cli", "serve", "--worker", "in-process"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    proc, address = start_serve(
+        env, "--worker", "in-process", banner=r"serving on (\S+) .*worker: in-process"
     )
     try:
-        line = ""
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if "serving on" in line or not line:
-                break
-        match = re.search(r"serving on (\S+) .*worker: in-process", line)
-        assert match, f"server did not start: {line!r}"
-        with CellSearchClient(match.group(1), token="proc-token", timeout=30) as client:
+        with CellSearchClient(address, token="proc-token", timeout=30) as client:
             assert client.stats()[0] == 0
             assert client.model_info()["dim"] == 128
         proc.send_signal(signal.SIGTERM)
