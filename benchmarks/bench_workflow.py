@@ -58,21 +58,22 @@ def cli(*args: str, env: dict[str, str]) -> tuple[float, str]:
 
 
 def write_split(folder: Path, n_cells: int, n_studies: int, seed: int) -> tuple[list[str], str]:
-    """ref.h5ad and query.h5ad (two held-out studies of one tissue, blood when it has two)."""
-    import pandas as pd
-
+    """ref.h5ad and query.h5ad: held-out studies of one tissue (blood when it can), one of
+    that tissue's studies always left in the reference, so a search within it finds cells."""
     from celldata.simulate import simulate_atlas
 
     atlas = simulate_atlas(n_cells, n_studies, seed=seed)
     tissue = atlas.obs.groupby("study_id", observed=True)["tissue_ontology_term_id"].first()
     tissue = tissue.astype(str)
     counts = tissue.value_counts()
-    chosen = BLOOD if counts.get(BLOOD, 0) >= 3 else str(counts.index[0])
-    query = sorted(tissue[tissue == chosen].index)[:2]
+    chosen = BLOOD if counts.get(BLOOD, 0) >= 2 else str(counts.index[0])
+    if counts[chosen] < 2:
+        msg = f"no tissue has two studies among {len(tissue)}: simulate more studies"
+        raise SystemExit(msg)
+    query = sorted(tissue[tissue == chosen].index)[: min(2, counts[chosen] - 1)]
     is_query = atlas.obs["study_id"].astype(str).isin(query).to_numpy()
     atlas[~is_query].copy().write_h5ad(folder / "ref.h5ad")
     atlas[is_query].copy().write_h5ad(folder / "query.h5ad")
-    del pd
     return query, chosen
 
 
