@@ -107,7 +107,7 @@ class Atlas:
         self.path = settings.store_path.parent
         self.store = open_store(settings)
         try:
-            self.jobs = SqliteJobStore(settings.jobs_db_path)
+            self.jobs = SqliteJobStore.for_settings(settings)
         except BaseException:
             self.store.close()
             raise

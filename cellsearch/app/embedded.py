@@ -110,7 +110,7 @@ def start_platform(
         else:
             # jobs and the dataset registry in a sqlite file beside the store: they survive
             # a restart, and the unfinished jobs are resumed below
-            jobs = SqliteJobStore(settings.jobs_db_path)
+            jobs = SqliteJobStore.for_settings(settings)
             stops.append(jobs.close)
             submitter = InProcessRunner(
                 Resources.from_settings(

@@ -26,11 +26,13 @@ a cancelled job.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from functools import partial
@@ -43,6 +45,8 @@ if TYPE_CHECKING:
     from redis.client import Pipeline
 
     from cellsearch.platform.settings import Settings
+
+log = logging.getLogger(__name__)
 
 INGEST_TASK = "cellsearch.ingest_dataset"
 """Celery task name of an ingestion job; its only argument is the job id."""
@@ -410,17 +414,24 @@ class SqliteJobStore(MemoryJobStore):
     clean or after ``kill -9``, finds its jobs, claims and the dataset registry again; the
     cells of a registered dataset can then still be deleted. Leases stay in memory: after a
     restart no job has one, so an unfinished job is orphaned and resumed.
+
+    ``store_id``: the store these records describe (``settings.embedded_store_id``). The file
+    lives beside the store's folder, so it outlives a store deleted on its own; records of
+    another store are dropped when the file is opened for a new one, or its first ingestion
+    would be refused with ALREADY_EXISTS. A file without an id adopts the first one given.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, store_id: str | None = None) -> None:
         super().__init__()
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
-        for table in ("jobs", "datasets", "claims"):
+        for table in ("jobs", "datasets", "claims", "meta"):
             self._db.execute(f"CREATE TABLE IF NOT EXISTS {table} (id TEXT PRIMARY KEY, v TEXT)")
+        if store_id is not None:
+            self._belong_to(store_id)
         for (raw,) in self._db.execute("SELECT v FROM jobs"):
             job = Job.from_json(raw)
             self._jobs[job.job_id] = job
@@ -429,6 +440,38 @@ class SqliteJobStore(MemoryJobStore):
             self._datasets[entry.dataset_id] = entry
         for key, value in self._db.execute("SELECT id, v FROM claims"):
             self._claims[key] = value
+
+    def _belong_to(self, store_id: str) -> None:
+        row = self._db.execute("SELECT v FROM meta WHERE id = 'store_id'").fetchone()
+        with self._transaction():
+            if row is not None and row[0] != store_id:
+                log.warning(
+                    "%s holds the jobs and datasets of a store that is gone (%s); starting "
+                    "an empty registry for store %s",
+                    self.path,
+                    row[0],
+                    store_id,
+                )
+                for table in ("jobs", "datasets", "claims"):
+                    self._db.execute(f"DELETE FROM {table}")
+            self._put("meta", "store_id", store_id)
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> SqliteJobStore:
+        """The records of the embedded store ``settings`` name, in ``jobs_db_path``."""
+        from cellsearch.platform.settings import embedded_store_id
+
+        return cls(settings.jobs_db_path, store_id=embedded_store_id(settings.store_path))
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._db.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def _put(self, table: str, key: str, value: str | None) -> None:
         if value is None:

@@ -34,6 +34,7 @@ def embedded_store_id(folder: Path) -> str:
     processes asking at once get the same id. It lives and dies with the store's folder,
     beside the collection's shard (which the index build swaps for a rebuilt copy).
     """
+    folder = Path(folder).expanduser()
     path = folder / STORE_ID_FILE
     try:
         return path.read_text().strip()
@@ -236,7 +237,7 @@ class Settings(BaseSettings):
         if self.qdrant_url:
             identity = f"{self.qdrant_url.rstrip('/')}/{self.collection}"
         else:
-            identity = embedded_store_id(self.store_path.expanduser())
+            identity = embedded_store_id(self.store_path)
         return f"cellsearch-{hashlib.sha256(identity.encode()).hexdigest()[:10]}"
 
     @property

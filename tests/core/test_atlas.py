@@ -135,6 +135,23 @@ def test_a_multi_study_file_ingests_without_a_study_and_keeps_its_own(
         assert atlas.stats()[0] == part.n_obs
 
 
+def test_a_store_made_again_starts_with_an_empty_registry(tmp_path, data, model) -> None:
+    """Delete the atlas's store folder and the same dataset ingests again: the registry
+    beside the folder belonged to the old store. Reopening the same store keeps it."""
+    import shutil
+
+    ref, _ = data
+    settings = Settings(redis_url=NO_REDIS, ontology_cache_dir=tmp_path / "ontology-cache")
+    part = ref[:120].copy()
+    for _ in range(2):
+        with Atlas(tmp_path / "atlas", model=model, settings=settings) as atlas:
+            job = atlas.ingest(part, study="s", dataset="d", progress=False)
+            assert job.state == "SUCCEEDED" and atlas.stats()[0] == part.n_obs
+        with Atlas(tmp_path / "atlas", model=model, settings=settings) as atlas:
+            assert list(atlas.list_datasets()["dataset_id"]) == ["d"]  # same store: kept
+        shutil.rmtree(tmp_path / "atlas" / "store")
+
+
 def test_the_client_gives_the_same_answers_over_grpc(built, model) -> None:
     """A server over the folder the notebook built: same labels, hits and embeddings."""
     from cellsearch.app.embedded import start_platform

@@ -133,3 +133,25 @@ def test_sqlite_keeps_jobs_claims_and_the_registry_across_a_restart(tmp_path):
     again.remove_dataset("D0")
     again.close()
     assert SqliteJobStore(path).list_datasets() == []
+
+
+def test_sqlite_records_belong_to_one_store(tmp_path):
+    """A file without an id adopts the first store; the same store keeps its records; a
+    store made again (another id) starts empty instead of inheriting the old registry."""
+    path = tmp_path / "jobs.sqlite3"
+    legacy = SqliteJobStore(path)
+    legacy.register_dataset(_entry("D0", "older"))
+    legacy.create(path="/in/a.h5ad", study_id="S", dataset_id="D1", metadata={}, claim=True)
+    legacy.close()
+    adopted = SqliteJobStore(path, store_id="first")
+    assert [d.dataset_id for d in adopted.list_datasets()] == ["D0"]
+    adopted.close()
+    same = SqliteJobStore(path, store_id="first")
+    assert same.claim_holder("D1") is not None
+    same.close()
+    fresh = SqliteJobStore(path, store_id="second")
+    assert fresh.list_datasets() == [] and fresh.list_jobs() == []
+    assert fresh.claim_holder("D1") is None
+    fresh.create(path="/in/a.h5ad", study_id="S", dataset_id="D1", metadata={}, claim=True)
+    fresh.close()
+    assert len(SqliteJobStore(path, store_id="second").list_jobs()) == 1
