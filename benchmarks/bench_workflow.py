@@ -10,8 +10,8 @@ column) and one query .h5ad (whole held-out studies), then runs the CLI and noth
     cellsearch search --file query.h5ad --tissue <the query's tissue> -k 5
 
 It prints each step's seconds and the annotation's exact accuracy, macro-F1 and ontology
-score against the query's true leaf types, beside the same vote at a fixed k
-(``--baseline-k``: SCimilarity's 50, and 15), in one run. The store folder is made fresh
+score against the query's true leaf types, beside the same annotation with other candidate
+counts (``--baseline-k``: 50 and 15; the default is 100), in one run. The store folder is made fresh
 each run: a re-made store must ingest again (``Settings.jobs_namespace``).
 
     python benchmarks/bench_workflow.py                      # seed 11, 12,000 cells, 8 studies

@@ -319,8 +319,8 @@ class Atlas:
         indexed by its name: label id and name, confidence, the finest competing label, vote
         shares, representation confidence and the ``unknown`` flag.
 
-        ``k``: reference neighbours per cell; 0 picks it from the reference's size (10 to 50,
-        ``cellsearch.search.query.annotation_k``).
+        ``k``: candidate reference neighbours per cell (0: 100); each study's nearest three
+        of them vote (``AnnotationConfig.per_study``).
         ``key_added``: also write the columns into ``query.obs`` as
         ``f"{key_added}_<column>"``, the embeddings into ``obsm[f"X_{key_added}"]`` and the
         model version and parameters into ``uns[key_added]`` (an AnnData query).

@@ -472,8 +472,8 @@ class CellSearchClient:
         ``query``: an AnnData (raw counts found by ``layers["counts"]`` > ``.raw`` > ``X``, or
         ``layer=``), raw counts with ``genes``, ``(n, 128)`` embeddings or stored cell ids.
         Large queries stream in batches of ``batch_size`` cells; ``timeout`` bounds each batch.
-        ``k``: reference neighbours per cell (0: the server picks it from the reference's
-        size, 10 to 50).
+        ``k``: candidate reference neighbours per cell (0: the server's 100); each study's
+        nearest three of them vote.
         ``unknown_quantile`` sets how strict the "unknown" flag is (0: the server's default,
         0.95; 0.8 flags more new types and more known cells). ``progress`` draws a progress
         bar on stderr. ``key_added``: also write the columns into ``query.obs`` as

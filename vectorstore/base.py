@@ -84,11 +84,11 @@ class CellStore(Protocol):
         ...
 
     def scan(
-        self, filter: SearchFilter | None, field: str
-    ) -> tuple[list[str], np.ndarray, list[str]]:
+        self, filter: SearchFilter | None, fields: Sequence[str]
+    ) -> tuple[list[str], np.ndarray, dict[str, list[str]]]:
         """Every stored cell matching ``filter``: point ids, float vectors ``(n, dim)`` and
-        one payload field, in one pass (an in-memory index over the reference is built from
-        it; ids are those :meth:`search_ids` returns)."""
+        the values of some payload fields, in one pass (an in-memory index over the
+        reference is built from it; ids are those :meth:`search_ids` returns)."""
         ...
 
     def count(self, filter: SearchFilter | None = None) -> int:
@@ -218,20 +218,22 @@ class StoreLockedError(RuntimeError):
 
 
 def collect_scan(
-    fetch: Callable[[Any], tuple[Sequence[Any], Any]], field: str, dim: int
-) -> tuple[list[str], np.ndarray, list[str]]:
+    fetch: Callable[[Any], tuple[Sequence[Any], Any]], fields: Sequence[str], dim: int
+) -> tuple[list[str], np.ndarray, dict[str, list[str]]]:
     """:meth:`CellStore.scan` over a backend's scroll: ``fetch(offset) -> (points, next
     offset or None)``; each point has ``id``, ``vector`` and ``payload``."""
     ids: list[str] = []
     vectors: list[np.ndarray] = []
-    values: list[str] = []
+    values: dict[str, list[str]] = {f: [] for f in fields}
     offset = None
     while True:
         points, offset = fetch(offset)
         for point in points:
             ids.append(str(point.id))
             vectors.append(np.asarray(point.vector, dtype=np.float32))
-            values.append(str((point.payload or {}).get(field, "")))
+            payload = point.payload or {}
+            for f, column in values.items():
+                column.append(str(payload.get(f, "")))
         if offset is None:
             break
     mat = np.asarray(vectors, dtype=np.float32) if vectors else np.zeros((0, dim), np.float32)

@@ -552,8 +552,8 @@ class EdgeStore:
 
     @_reading
     def scan(
-        self, filter: SearchFilter | None, field: str
-    ) -> tuple[list[str], np.ndarray, list[str]]:
+        self, filter: SearchFilter | None, fields: Sequence[str]
+    ) -> tuple[list[str], np.ndarray, dict[str, list[str]]]:
         flt = self._compile(filter)
 
         def fetch(offset: Any) -> tuple[Sequence[Any], Any]:
@@ -562,12 +562,12 @@ class EdgeStore:
                     offset=offset,
                     limit=SCROLL_PAGE * 8,
                     filter=flt,
-                    with_payload=qe.PayloadSelector.Include([field]),
+                    with_payload=qe.PayloadSelector.Include(list(fields)),
                     with_vector=True,
                 )
             )
 
-        return collect_scan(fetch, field, self.config.dim)
+        return collect_scan(fetch, fields, self.config.dim)
 
     @_reading
     def retrieve(self, cells: Sequence[CellRef], *, with_vectors: bool = True) -> list[Hit]:

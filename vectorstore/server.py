@@ -306,8 +306,8 @@ class QdrantServerStore:
         return order_hits(cells, found)
 
     def scan(
-        self, filter: SearchFilter | None, field: str
-    ) -> tuple[list[str], np.ndarray, list[str]]:
+        self, filter: SearchFilter | None, fields: Sequence[str]
+    ) -> tuple[list[str], np.ndarray, dict[str, list[str]]]:
         flt = to_client_filter(filter)
 
         def fetch(offset: Any) -> tuple[Sequence[Any], Any]:
@@ -316,11 +316,11 @@ class QdrantServerStore:
                 scroll_filter=flt,
                 limit=SCROLL_PAGE * 8,
                 offset=offset,
-                with_payload=[field],
+                with_payload=list(fields),
                 with_vectors=True,
             )
 
-        return collect_scan(fetch, field, self.config.dim)
+        return collect_scan(fetch, fields, self.config.dim)
 
     def count(self, filter: SearchFilter | None = None) -> int:
         res = self._client.count(self.collection, count_filter=to_client_filter(filter), exact=True)

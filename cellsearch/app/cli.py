@@ -168,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-k",
         type=int,
         default=0,
-        help="reference neighbours per cell (0: from the reference's size, 10 to 50)",
+        help="candidate reference neighbours per cell (0: 100; each study's nearest 3 vote)",
     )
     p.add_argument("--batch-size", type=int, default=1000)
     p.add_argument(

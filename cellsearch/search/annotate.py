@@ -50,7 +50,7 @@ UNKNOWN = "unknown"
 #: cell_type_id values that never vote (CELLxGENE's "unknown": a cell without a type).
 NON_VOTING = frozenset({"", UNKNOWN})
 #: Payload fields read per neighbour when the neighbours are returned.
-NEIGHBOUR_FIELDS: tuple[str, ...] = ("cell_type_id", "cell_id", "dataset_id")
+NEIGHBOUR_FIELDS: tuple[str, ...] = ("cell_type_id", "cell_id", "dataset_id", "study_id")
 CALIBRATION_FIELDS: tuple[str, ...] = ("cell_type_id", "study_id")
 
 AncestorsFn = Callable[[str], Iterable[str]]
@@ -69,9 +69,18 @@ def default_floor() -> tuple[str, ...]:
 class AnnotationConfig:
     """Knobs of the vote and of the unknown flag."""
 
-    #: Neighbours per query cell. ``Annotator`` and the service pick it from the reference's
-    #: size when a request leaves k at 0 (``query.annotation_k``); this is for direct calls.
+    #: Nearest reference cells fetched per query cell: the candidates the voters are
+    #: chosen from (``per_study``, ``max_distance_ratio``).
     k: int = DEFAULT_ANNOTATE_K
+    #: Each reference study's nearest ``per_study`` candidates vote (0: every candidate).
+    #: One study that labels coarsely ("monocyte"), or holds many cells of a type, can then
+    #: not fill a query's neighbourhood and outvote the studies that name its fine type:
+    #: docs/annotation.md, "Who votes".
+    per_study: int = 3
+    #: ...and only those within this ratio of the nearest candidate's distance (in the
+    #: Euclidean distance of unit vectors; None: no cut), so a study with nothing like the
+    #: query adds no far-away votes.
+    max_distance_ratio: float | None = 1.5
     #: Added to distances before inverting them, so a near-duplicate cannot take every vote.
     eps: float = 0.01
     #: A term must hold this share of the evidence consistent with it, and this share of the
@@ -121,6 +130,14 @@ class AnnotationConfig:
             raise InvalidQueryError(msg)
         if not 0.0 < self.unknown_quantile <= 1.0:
             msg = f"unknown_quantile must be in (0, 1], got {self.unknown_quantile}"
+            raise InvalidQueryError(msg)
+        if self.per_study < 0 or (
+            self.max_distance_ratio is not None and self.max_distance_ratio < 1.0
+        ):
+            msg = (
+                f"per_study must be >= 0 and max_distance_ratio >= 1 (or None), got "
+                f"{self.per_study} and {self.max_distance_ratio}"
+            )
             raise InvalidQueryError(msg)
         if not 0.5 < self.min_confidence <= 1.0:
             # at or below one half two unrelated terms could both pass
@@ -232,43 +249,45 @@ def label_space(
 
 
 class PointLabels:
-    """Label codes of reference points by id, read from the store once and cached.
+    """Label and study codes of reference points by id, read from the store once and cached.
 
     The annotation kNN reads no payload (``CellStore.search_ids``): a payload read per
     neighbour cost more than the search. A batch's distinct neighbours are far fewer than
     its ``n x k`` neighbours, and the same reference cells recur batch after batch, so each
-    point's label is read once. Bounded: past ``max_points`` the cache starts over.
+    point's label and study are read once. Bounded: past ``max_points`` the cache starts
+    over (study codes stay: they are only compared within one batch).
     """
 
     def __init__(self, store: CellStore, space: LabelSpace, *, max_points: int = 5_000_000):
         self.store = store
         self.space = space
         self.max_points = max_points
-        self._codes: dict[object, int] = {}
+        self._codes: dict[object, tuple[int, int]] = {}
+        self._studies: dict[str, int] = {}
 
     def __len__(self) -> int:
         return len(self._codes)
 
-    def codes(self, ids: np.ndarray) -> np.ndarray:
-        """``ids``' label codes (same shape); -1 for padding and for non-voting labels."""
+    def codes(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``ids``' label codes and study codes (each the shape of ``ids``); -1 for padding,
+        and label -1 for non-voting labels."""
         flat = ids.ravel()
-        get = self._codes.get
-        out = np.fromiter(
-            (-1 if x is None else get(x, -2) for x in flat), dtype=np.int32, count=len(flat)
-        )
-        missing = np.flatnonzero(out == -2)
-        if missing.size:
-            new = list(dict.fromkeys(flat[missing].tolist()))
-            if len(self._codes) + len(new) > self.max_points:
+        missing = [
+            x for x in dict.fromkeys(flat.tolist()) if x is not None and x not in self._codes
+        ]
+        if missing:
+            if len(self._codes) + len(missing) > self.max_points:
                 self._codes = {}
-            labels = self.store.payload_values(new, "cell_type_id")
-            index = self.space.index
-            learned = {pid: index.get(lab, -1) for pid, lab in zip(new, labels, strict=True)}
-            self._codes.update(learned)
-            out[missing] = np.fromiter(
-                (learned[x] for x in flat[missing]), dtype=np.int32, count=missing.size
-            )
-        return out.reshape(ids.shape)
+            labels = self.store.payload_values(missing, "cell_type_id")
+            studies = self.store.payload_values(missing, "study_id")
+            index, study_of = self.space.index, self._studies
+            for pid, lab, study in zip(missing, labels, studies, strict=True):
+                code = study_of.setdefault(study, len(study_of))
+                self._codes[pid] = (index.get(lab, -1), code)
+        get = self._codes.get
+        pairs = np.array([(-1, -1) if x is None else get(x, (-1, -1)) for x in flat], np.int32)
+        pairs = pairs.reshape(-1, 2)
+        return pairs[:, 0].reshape(ids.shape), pairs[:, 1].reshape(ids.shape)
 
 
 # ------------------------------------------------------------------------ the vote
@@ -567,18 +586,57 @@ def _neighbour_matrices(
     results: list[list[Hit]], k: int, space: LabelSpace
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(n, k)`` label codes (-1 pads) and distances (inf pads) from a batched kNN."""
+    codes, dists, _ = _hit_matrices(results, k, space)
+    return codes, dists
+
+
+def _hit_matrices(
+    results: list[list[Hit]], k: int, space: LabelSpace
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(n, k)`` label codes, distances and study codes (-1, inf, -1 pad) of a kNN."""
     n = len(results)
     lengths = np.fromiter((len(r) for r in results), dtype=np.int64, count=n)
     flat = [h for hits in results for h in hits]
     codes_flat = space.codes([str(h.payload.get("cell_type_id", "")) for h in flat])
+    _, study_flat = np.unique(
+        np.array([str(h.payload.get("study_id", "")) for h in flat], dtype=object),
+        return_inverse=True,
+    )
     dist_flat = np.fromiter((h.distance for h in flat), dtype=np.float64, count=len(flat))
     codes = np.full((n, k), -1, dtype=np.int32)
+    studies = np.full((n, k), -1, dtype=np.int32)
     dists = np.full((n, k), np.inf)
     rows = np.repeat(np.arange(n), lengths)
     cols = np.arange(len(flat)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
     codes[rows, cols] = codes_flat
+    studies[rows, cols] = study_flat
     dists[rows, cols] = dist_flat
-    return codes, dists
+    return codes, dists, studies
+
+
+def voting_codes(
+    codes: np.ndarray, dists: np.ndarray, studies: np.ndarray, config: AnnotationConfig
+) -> np.ndarray:
+    """``codes`` with -1 for the candidates that do not vote: past their study's first
+    ``per_study`` (candidates come nearest first), or farther than ``max_distance_ratio``
+    times the nearest candidate (cosine distance ``d`` of unit vectors is ``e^2 / 2`` in
+    their Euclidean distance ``e``, so the ratio applies squared)."""
+    out = np.array(codes, dtype=np.int32, copy=True)
+    n, k = out.shape
+    if config.max_distance_ratio is not None and k:
+        nearest = np.maximum(dists[:, :1], 0.0)
+        out[dists > config.max_distance_ratio**2 * nearest + 1e-9] = -1
+    if config.per_study and k:
+        order = np.argsort(studies, axis=1, kind="stable")  # nearest first within a study
+        grouped = np.take_along_axis(studies, order, axis=1)
+        pos = np.broadcast_to(np.arange(k), (n, k))
+        starts = np.ones((n, k), dtype=bool)
+        starts[:, 1:] = grouped[:, 1:] != grouped[:, :-1]
+        first = np.maximum.accumulate(np.where(starts, pos, 0), axis=1)
+        rank = np.empty((n, k), dtype=np.int64)
+        np.put_along_axis(rank, order, pos - first, axis=1)
+        out[rank >= config.per_study] = -1
+    return out
 
 
 def annotate(
@@ -625,23 +683,23 @@ def annotate(
     results: list[list[Hit]] | None = None
     if config.with_neighbours:  # hits with ids: the payload path
         results = store.search(vectors, config.k, flt, ef=config.ef, fields=NEIGHBOUR_FIELDS)
-        codes, dists = _neighbour_matrices(results, config.k, space)
+        codes, dists, studies = _hit_matrices(results, config.k, space)
         empty = np.array([not hits for hits in results])
     elif index is not None:
         found = index.search(vectors, config.k)
-        codes, dists = found.codes, found.distances
+        codes, dists, studies = found.codes, found.distances, found.studies
         empty = np.isinf(dists[:, 0])
     else:
         ids, dists32 = store.search_ids(
             vectors, config.k, flt, ef=config.ef, exact_vectors=config.exact_vectors
         )
-        codes = (labels or PointLabels(store, space)).codes(ids)
+        codes, studies = (labels or PointLabels(store, space)).codes(ids)
         dists = dists32.astype(np.float64)
         empty = np.isinf(dists[:, 0])
     if empty.any():
         msg = "the reference holds no admissible cell (check the safelist/blocklist)"
         raise EmptyReferenceError(msg)
-    v = vote(codes, dists, space, config)
+    v = vote(voting_codes(codes, dists, studies, config), dists, space, config)
     if np.any(v.term < 0):
         msg = "no labelled reference neighbour (cell_type_id missing in their payloads)"
         raise EmptyReferenceError(msg)

@@ -220,19 +220,14 @@ class Annotator:
     ) -> core_annotate.Annotations:
         """Annotate ``vectors`` against the (filtered) reference.
 
-        ``k``: neighbours per query cell; 0 picks it from the reference's size
-        (:func:`~cellsearch.search.query.annotation_k`).
+        ``k``: candidate neighbours per query cell (0: the configured number).
         ``session``: a dict the caller keeps for one job (a streamed request); the reference is
         resolved (its size counted, a store scan) once per job instead of once per batch, and
         every batch of the job votes against the same reference.
         """
         reference = store_filter(spec)
-        ref = self._resolve(store, reference, self._config(k, unknown_quantile), session)
-        config = self._config(
-            k or core_query.annotation_k(ref.size),
-            unknown_quantile,
-            with_neighbours=with_neighbours,
-        )
+        config = self._config(k, unknown_quantile, with_neighbours=with_neighbours)
+        ref = self._resolve(store, reference, config, session)
         return core_annotate.annotate(
             store,
             vectors,
@@ -262,8 +257,7 @@ class Annotator:
     def _config(
         self, k: int, unknown_quantile: float | None, *, with_neighbours: bool = False
     ) -> core_annotate.AnnotationConfig:
-        """The configuration of one request (``k`` 0: the configured k, enough to resolve
-        the reference, which depends on ``rep_neighbours`` only)."""
+        """The configuration of one request (``k`` 0: the configured k)."""
         k = k or self.config.k
         return replace(
             self.config,
@@ -284,8 +278,8 @@ class Annotator:
     ) -> dict[str, str]:
         """How the annotation is made, for a reply (and the CLI's ``uns``)."""
         reference = store_filter(spec)
-        ref = self._resolve(store, reference, self._config(k, unknown_quantile), session)
-        config = self._config(k or core_query.annotation_k(ref.size), unknown_quantile)
+        config = self._config(k, unknown_quantile)
+        ref = self._resolve(store, reference, config, session)
         cal = ref.calibration
         on_index = ref.index.index is not None
         return {
@@ -293,6 +287,8 @@ class Annotator:
             "knn": "in-memory index" if on_index else "store",
             "ef": str(config.index_ef if on_index else config.ef or ""),
             "min_confidence": str(config.min_confidence),
+            "per_study": str(config.per_study),
+            "max_distance_ratio": str(config.max_distance_ratio),
             "rep_neighbours": str(config.rep_neighbours),
             "unknown_quantile": str(config.unknown_quantile),
             "unknown_threshold": f"{cal.threshold(config.unknown_quantile):.6g}",

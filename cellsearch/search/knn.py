@@ -41,11 +41,12 @@ EF_CONSTRUCTION = 100
 @dataclass(frozen=True)
 class Neighbours:
     """A batch's kNN: ``(n, k)`` point ids (``None`` pads), label codes (-1 pads and
-    non-voting labels) and cosine distances (``inf`` pads)."""
+    non-voting labels), cosine distances (``inf`` pads) and study codes (-1 pads)."""
 
     ids: np.ndarray
     codes: np.ndarray
     distances: np.ndarray
+    studies: np.ndarray
 
 
 def faiss_available() -> bool:
@@ -58,17 +59,27 @@ def faiss_available() -> bool:
 
 
 class ReferenceIndex:
-    """Point ids, label codes and an HNSW graph over unit vectors (inner product = cosine);
-    a flat exact index for references of at most ``EXACT_MAX_CELLS`` cells."""
+    """Point ids, label codes, study codes and an HNSW graph over unit vectors (inner
+    product = cosine); a flat exact index for references of at most ``EXACT_MAX_CELLS``."""
 
     def __init__(
-        self, ids: Sequence[str], vectors: np.ndarray, codes: np.ndarray, *, ef: int = 80
+        self,
+        ids: Sequence[str],
+        vectors: np.ndarray,
+        codes: np.ndarray,
+        *,
+        studies: np.ndarray | None = None,
+        ef: int = 80,
     ) -> None:
         import faiss
 
         mat = np.ascontiguousarray(vectors, dtype=np.float32)
-        if mat.ndim != 2 or len(mat) != len(ids) or len(codes) != len(ids):
-            msg = f"{len(ids)} ids, {len(codes)} codes and vectors of shape {mat.shape}"
+        studies = np.zeros(len(ids), np.int32) if studies is None else studies
+        if mat.ndim != 2 or len({len(mat), len(ids), len(codes), len(studies)}) != 1:
+            msg = (
+                f"{len(ids)} ids, {len(codes)} codes, {len(studies)} studies and vectors of "
+                f"shape {mat.shape}"
+            )
             raise ValueError(msg)
         started = time.perf_counter()
         index: Any
@@ -84,6 +95,7 @@ class ReferenceIndex:
         self.ef = ef
         self.ids = np.asarray(list(ids), dtype=object)
         self.codes = np.asarray(codes, dtype=np.int32)
+        self.studies = np.asarray(studies, dtype=np.int32)
         self.build_seconds = time.perf_counter() - started
 
     def __len__(self) -> int:
@@ -99,8 +111,10 @@ class ReferenceIndex:
         ef: int = 80,
     ) -> ReferenceIndex:
         """Every reference cell of ``store`` (``codes_of(labels) -> int32 codes``)."""
-        ids, vectors, labels = store.scan(reference, "cell_type_id")
-        return cls(ids, vectors, np.asarray(codes_of(labels), dtype=np.int32), ef=ef)
+        ids, vectors, fields = store.scan(reference, ["cell_type_id", "study_id"])
+        codes = np.asarray(codes_of(fields["cell_type_id"]), dtype=np.int32)
+        _, studies = np.unique(np.asarray(fields["study_id"], dtype=object), return_inverse=True)
+        return cls(ids, vectors, codes, studies=studies.astype(np.int32), ef=ef)
 
     def search(self, vectors: np.ndarray, k: int) -> Neighbours:
         """The ``k`` nearest reference cells of each row of ``vectors`` (unit rows)."""
@@ -112,9 +126,10 @@ class ReferenceIndex:
         ids = self.ids[safe]
         ids[missing] = None
         codes = np.where(missing, -1, self.codes[safe]).astype(np.int32)
+        studies = np.where(missing, -1, self.studies[safe]).astype(np.int32)
         # cosine distance of unit vectors; float32 rounding may dip a hair below 0
         distances = np.where(missing, np.inf, np.maximum(1.0 - sims.astype(np.float64), 0.0))
-        return Neighbours(ids=ids, codes=codes, distances=distances)
+        return Neighbours(ids=ids, codes=codes, distances=distances, studies=studies)
 
 
 class IndexSlot:

@@ -26,24 +26,9 @@ from vectorstore.base import as_query_matrix
 DEFAULT_MAX_K = 10_000
 #: Neighbours per query cell when a search leaves k at 0.
 DEFAULT_K = 10
-#: The range of an annotation's k when the request leaves it at 0 (:func:`annotation_k`);
-#: the upper end is also what a request budget counts for such a request.
-ANNOTATE_K_MIN, DEFAULT_ANNOTATE_K = 10, 50
-
-
-def annotation_k(n_reference: int) -> int:
-    """An annotation's neighbours per query cell for a reference of ``n_reference`` cells.
-
-    Half the square root of the reference's size, between 10 and 50. A fixed k is wrong at
-    one end or the other (docs/annotation.md, "Choosing k"): SCimilarity's 50 swamps every
-    type with fewer reference cells than that (a 350-cell reference lost half its exact
-    calls), while 15 over a 9,000-cell, six-study reference let one coarse-labelled study
-    fill a neighbourhood (exact accuracy 0.71 against 0.78 at 50). kNN's consistency asks k
-    to grow with n, and slower than n.
-    """
-    return int(
-        np.clip(round(float(np.sqrt(max(n_reference, 0))) / 2), ANNOTATE_K_MIN, DEFAULT_ANNOTATE_K)
-    )
+#: Candidate neighbours per query cell of an annotation when a request leaves k at 0: each
+#: reference study's nearest few of them vote (``AnnotationConfig.per_study``).
+DEFAULT_ANNOTATE_K = 100
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from cellsearch.search.annotate import (
     default_floor,
     label_space,
     vote,
+    voting_codes,
 )
 from cellsearch.search.errors import InvalidQueryError
 from vectorstore import CellRecord, SearchFilter, open_store
@@ -68,6 +69,27 @@ def test_a_fine_split_reports_the_finest_label_with_its_consistent_share():
     # 6 against 5 is no clear call at the default either
     term, conf, *_ = _vote([CD8] * 6 + [CD4] * 5)
     assert (term, conf) == (MATURE_AB_T, pytest.approx(1.0))
+
+
+def test_each_study_votes_with_its_nearest_few_and_far_candidates_do_not():
+    # a study labelling coarsely holds the query's 6 nearest candidates ("T cell"), a study
+    # labelling finely the next 3 (CD8): each keeps its 3 nearest, so the fine study is heard
+    # as loudly as the coarse one
+    space = label_space(VOCAB)
+    labels = [T_CELL] * 6 + [CD8] * 3 + [B_CELL]
+    codes = space.codes(labels)[None, :]
+    studies = np.array([[0] * 6 + [1] * 3 + [2]])
+    dists = np.array([[0.10] * 6 + [0.12] * 3 + [0.9]])
+    cfg = AnnotationConfig(k=10)
+    kept = voting_codes(codes, dists, studies, cfg)
+    assert (kept[0] >= 0).tolist() == [True] * 3 + [False] * 3 + [True] * 3 + [False]
+    # the B cell is its study's nearest, but 3x farther than the nearest candidate
+    term, conf, *_ = _vote([space.labels[c] for c in kept[0] if c >= 0])
+    assert (term, conf) == (CD8, pytest.approx(1.0))
+    everyone = AnnotationConfig(k=10, per_study=0, max_distance_ratio=None)
+    assert (voting_codes(codes, dists, studies, everyone) == codes).all()
+    with pytest.raises(InvalidQueryError, match="per_study"):
+        AnnotationConfig(per_study=-1)
 
 
 def test_two_fine_labels_under_one_coarse_one_fall_back_to_their_ancestor():

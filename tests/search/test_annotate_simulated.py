@@ -79,7 +79,7 @@ def test_the_in_memory_index_finds_the_exact_neighbours_and_the_same_labels(spli
 
     monkeypatch.setattr(knn, "EXACT_MAX_CELLS", 0)
     store, queries, _ = split
-    ids, vectors, _ = store.scan(None, "cell_type_id")
+    ids, vectors, _ = store.scan(None, ["cell_type_id"])
     assert len(ids) == store.count() and vectors.shape == (len(ids), 128)
     index = ReferenceIndex(ids, vectors, np.arange(len(ids)), ef=80)
     found = index.search(queries, 50)

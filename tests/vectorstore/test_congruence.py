@@ -257,7 +257,8 @@ def test_scan_returns_every_matching_cell_with_its_vector(shared_store, atlas):
     """The export annotation's in-memory index is built from: ids usable by id lookups,
     the stored vectors and one payload field, for exactly the cells the filter keeps."""
     flt = SearchFilter(must={"cell_type_ancestors": [T_CELL]})
-    ids, vectors, values = shared_store.scan(flt, "cell_type_id")
+    ids, vectors, found = shared_store.scan(flt, ["cell_type_id"])
+    values = found["cell_type_id"]
     kept = {r.cell_id: r for r in atlas if flt.matches(r.full_payload())}
     assert 0 < len(ids) == len(kept) == vectors.shape[0] == len(values)
     cells = shared_store.payload_values(ids, "cell_id")
@@ -266,5 +267,5 @@ def test_scan_returns_every_matching_cell_with_its_vector(shared_store, atlas):
         rec = kept[cell]
         assert value == rec.payload["cell_type_id"]
         assert np.allclose(vec, rec.vector / np.linalg.norm(rec.vector), atol=1e-5)
-    everything, _, _ = shared_store.scan(None, "cell_type_id")
+    everything, _, _ = shared_store.scan(None, ["cell_type_id"])
     assert len(everything) == len(atlas)
