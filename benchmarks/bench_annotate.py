@@ -309,16 +309,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     space = ref_entry.space
     voters = core.reference_filter(config, store=store)
     ids, nb_d32 = store.search_ids(query_z, args.k, voters, ef=args.ef, exact_vectors=True)
-    nb_codes = ref_entry.labels.codes(ids)
+    nb_codes, nb_studies = ref_entry.labels.codes(ids)
     nb_labels = np.asarray(space.labels, dtype=object)[np.maximum(nb_codes, 0)]
     nb_dists = nb_d32.astype(np.float64)
     t = time.perf_counter()
     old = legacy_vote(nb_labels, nb_dists)
     old_vote_s = time.perf_counter() - t
     t = time.perf_counter()
-    v = core.vote(
-        space.codes(nb_labels.ravel().tolist()).reshape(nb_labels.shape), nb_dists, space, config
-    )
+    voting = core.voting_codes(nb_codes, nb_dists, nb_studies, config)
+    v = core.vote(voting, nb_dists, space, config)
     new_vote_s = time.perf_counter() - t
     new = [space.terms[i] for i in v.term]
 
