@@ -34,6 +34,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import chain
 from types import EllipsisType
 from typing import Any
 
@@ -284,9 +285,12 @@ class PointLabels:
             for pid, lab, study in zip(missing, labels, studies, strict=True):
                 code = study_of.setdefault(study, len(study_of))
                 self._codes[pid] = (index.get(lab, -1), code)
-        get = self._codes.get
-        pairs = np.array([(-1, -1) if x is None else get(x, (-1, -1)) for x in flat], np.int32)
-        pairs = pairs.reshape(-1, 2)
+        get, pad = self._codes.get, (-1, -1)
+        pairs = np.fromiter(
+            chain.from_iterable(pad if x is None else get(x, pad) for x in flat),
+            dtype=np.int32,
+            count=2 * len(flat),
+        ).reshape(-1, 2)
         return pairs[:, 0].reshape(ids.shape), pairs[:, 1].reshape(ids.shape)
 
 
@@ -512,7 +516,7 @@ def calibrate(
     m = config.rep_neighbours
     kc = max(candidates, m)
     results = store.search(mat, kc, flt, ef=max(config.ef or kc, kc), fields=CALIBRATION_FIELDS)
-    nb_codes, nb_dists = _neighbour_matrices(results, kc, space)
+    nb_codes, nb_dists, _ = _hit_matrices(results, kc, space)
     nb_study = np.full(nb_codes.shape, "", dtype=object)
     for i, hits in enumerate(results):
         nb_study[i, : len(hits)] = [str(h.payload.get("study_id", "")) for h in hits]
@@ -580,14 +584,6 @@ class Annotations:
     def votes(self, i: int) -> dict[str, float]:
         """The top labels of query ``i`` and their own vote shares."""
         return dict(zip(self.top_labels[i], self.top_shares[i], strict=True))
-
-
-def _neighbour_matrices(
-    results: list[list[Hit]], k: int, space: LabelSpace
-) -> tuple[np.ndarray, np.ndarray]:
-    """``(n, k)`` label codes (-1 pads) and distances (inf pads) from a batched kNN."""
-    codes, dists, _ = _hit_matrices(results, k, space)
-    return codes, dists
 
 
 def _hit_matrices(

@@ -137,9 +137,7 @@ class CellSearchServicer(pb_grpc.CellSearchServicer):
         for request in request_iterator:
             if not context.is_active():  # deadline passed or client gone: stop working
                 return
-            k = int(request.k)  # 0: the annotator picks it from the reference's size
-            if k:
-                core_query.check_k(k, self.limits)
+            k = core_query.resolve_k(request.k, self.limits, default=core_query.DEFAULT_ANNOTATE_K)
             query = decode_query(self.deps, request, self.limits)
             vectors = query.vectors
             if vectors is None:
