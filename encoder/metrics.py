@@ -32,6 +32,20 @@ def knn_predict(
     return predicted
 
 
+def credit_refinements(y_true: np.ndarray, y_pred: np.ndarray, descends: np.ndarray) -> np.ndarray:
+    """``y_pred`` with every prediction that refines its cell's label replaced by that label.
+
+    Label codes index ``descends`` (``[i, j]``: label ``j`` is label ``i`` or a descendant).
+    A study that labels coarsely says "monocyte"; a CD14 monocyte predicted for one of its
+    cells is not an error, and exact matching would call it one. On a reference whose
+    held-out studies label coarsely, exact matching scored every epoch near 0.4 and picked the
+    epoch by noise.
+    """
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    refines = descends[y_true, y_pred]
+    return np.where(refines, y_true, y_pred)
+
+
 def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     """Share of correct predictions."""
     return float(np.mean(np.asarray(y_true) == np.asarray(y_pred))) if len(y_true) else 0.0

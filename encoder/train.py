@@ -35,7 +35,7 @@ from encoder.losses import (
     reconstruction_loss,
     triplet_loss,
 )
-from encoder.metrics import accuracy, knn_predict, macro_f1
+from encoder.metrics import accuracy, credit_refinements, knn_predict, macro_f1
 from encoder.module import AutoEncoder
 from encoder.sampler import BalancedBatchSampler
 
@@ -264,12 +264,19 @@ def evaluate(
     *,
     k: int,
     device: str,
+    descends: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """kNN annotation of the query cells against the reference cells."""
+    """kNN annotation of the query cells against the reference cells.
+
+    With ``descends`` (:func:`label_descends`), a prediction finer than the cell's own label
+    and consistent with it counts as a match (:func:`encoder.metrics.credit_refinements`).
+    """
     ref = embed_dense(module, td.x[ref_idx], device)
     query = embed_dense(module, td.x[query_idx], device)
     pred = knn_predict(ref, td.labels[ref_idx], query, k=k)
     truth = td.labels[query_idx]
+    if descends is not None:
+        pred = credit_refinements(truth, pred, descends)
     return {"val_macro_f1": macro_f1(truth, pred), "val_accuracy": accuracy(truth, pred)}
 
 
@@ -546,7 +553,12 @@ def _fit(
             **_train_epoch(run, td, config, rel_t, gen, device, f"epoch {epoch + 1}/{planned}"),
         }
         if len(val_idx):
-            record.update(evaluate(run.module, td, ref_idx, val_idx, k=config.knn_k, device=device))
+            record.update(
+                evaluate(
+                    run.module, td, ref_idx, val_idx,
+                    k=config.knn_k, device=device, descends=descends,
+                )
+            )  # fmt: skip
             score = record["val_macro_f1"]
         else:
             score = -record["loss"]

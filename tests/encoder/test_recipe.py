@@ -205,3 +205,17 @@ def test_training_records_how_far_unseen_studies_sit():
     assert held_out["neighbours"] == 5
     q = np.asarray(held_out["quantiles"])
     assert len(q) == 201 and np.all(np.diff(q) >= 0) and 0 <= q[0] <= q[-1] <= 2
+
+
+def test_held_out_score_credits_a_finer_type_of_a_coarse_label():
+    """A held-out study that says "monocyte" is not contradicted by a CD14 monocyte call, but
+    is by a B cell; a "CD14 monocyte" cell called just "monocyte" stays a miss."""
+    from encoder.metrics import credit_refinements, macro_f1
+
+    vocab = [MONOCYTE, CD14_MONOCYTE, "CL:0000236"]  # monocyte, CD14 monocyte, B cell
+    descends = label_descends(vocab)
+    truth = np.array([0, 0, 1, 1])
+    pred = np.array([1, 2, 0, 1])
+    credited = credit_refinements(truth, pred, descends)
+    assert credited.tolist() == [0, 2, 0, 1]
+    assert macro_f1(truth, credited) > macro_f1(truth, pred)
