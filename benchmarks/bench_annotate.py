@@ -48,6 +48,7 @@ import ontology  # noqa: E402
 from benchmarks.eval.metrics import macro_f1, ontology_score  # noqa: E402
 from celldata.simulate import simulate_atlas  # noqa: E402
 from cellsearch.search import annotate as core  # noqa: E402
+from cellsearch.search.query import DEFAULT_ANNOTATE_K  # noqa: E402
 
 #: Held out of the reference (absent from it, present in the query): the first of these
 #: that the query studies hold.
@@ -59,7 +60,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--reference", type=int, default=100_000)
     p.add_argument("--queries", type=int, default=20_000)
     p.add_argument("--studies", type=int, default=40)
-    p.add_argument("--k", type=int, default=50)
+    p.add_argument("--k", type=int, default=DEFAULT_ANNOTATE_K, help="candidates (the product's)")
     p.add_argument("--ef", type=int, default=core.AnnotationConfig().ef)
     p.add_argument("--batch-size", type=int, default=1000)
     p.add_argument("--reps", type=int, default=3, help="timed repetitions (medians reported)")

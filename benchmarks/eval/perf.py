@@ -22,6 +22,8 @@ REPO_ROOT = BENCH_DIR.parent
 # Small sizes for the scripts we know (their defaults are sized for a full run, up to 1M cells).
 # A script not listed here gets the smallest size its --help advertises, or its defaults.
 KNOWN_ARGS: dict[str, list[str]] = {
+    # its default (100k reference, 20k queries, 3 repetitions) needs ~10 minutes on 2 cores
+    "bench_annotate.py": ["--reference", "30000", "--queries", "6000", "--reps", "1"],
     "bench_celldata.py": [
         "--cells", "20000", "--studies", "8", "--repeats", "1",
         "--realism-cells", "4000", "--realism-studies", "6",
