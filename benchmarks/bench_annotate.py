@@ -249,13 +249,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     recall = {}
     for ef, exact_vectors in ((64, False), (1024, False), (128, True), (args.ef, True)):
         ids, _ = store.search_ids(sample, args.k, None, ef=ef, exact_vectors=exact_vectors)
-        found = [set(store.payload_values(list(row), "cell_id")) for row in ids]
+        found = [set(store.payload_values(list(row), ["cell_id"])["cell_id"]) for row in ids]
         key = f"ef {ef} {'float' if exact_vectors else 'int8'}"
         pairs = zip(found, truth, strict=True)
         recall[key] = float(np.mean([len(x & y) / args.k for x, y in pairs]))
     if index is not None:
         found_idx = index.search(sample, args.k).ids
-        names = [set(store.payload_values(list(row), "cell_id")) for row in found_idx]
+        names = [set(store.payload_values(list(row), ["cell_id"])["cell_id"]) for row in found_idx]
         recall[f"in-memory index ef {config.index_ef}"] = float(
             np.mean([len(x & y) / args.k for x, y in zip(names, truth, strict=True)])
         )

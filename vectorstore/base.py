@@ -79,8 +79,11 @@ class CellStore(Protocol):
         """
         ...
 
-    def payload_values(self, point_ids: Sequence[object], field: str) -> list[str]:
-        """One payload field of points given by :meth:`search_ids` ids (``""`` if absent)."""
+    def payload_values(
+        self, point_ids: Sequence[object], fields: Sequence[str]
+    ) -> dict[str, list[str]]:
+        """Some payload fields of points given by :meth:`search_ids` ids, read in one pass:
+        one list per field, in the ids' order (``""`` where absent)."""
         ...
 
     def scan(
@@ -215,6 +218,16 @@ def order_hits(cells: Sequence[CellRef], found: Iterable[Hit]) -> list[Hit]:
 
 class StoreLockedError(RuntimeError):
     """The embedded store folder is open in another process (one process owns a shard)."""
+
+
+def payload_columns(
+    point_ids: Sequence[object], records: Iterable[Any], fields: Sequence[str]
+) -> dict[str, list[str]]:
+    """:meth:`CellStore.payload_values` from a backend's retrieved ``records`` (each with
+    ``id`` and ``payload``; a missing point reads ``""``)."""
+    found = {str(r.id): r.payload or {} for r in records}
+    rows = [found.get(str(i), {}) for i in point_ids]
+    return {f: [str(row.get(f, "")) for row in rows] for f in fields}
 
 
 def collect_scan(

@@ -27,6 +27,7 @@ from vectorstore.base import (
     ids_and_distances,
     make_hit,
     order_hits,
+    payload_columns,
     split_refs,
 )
 from vectorstore.config import INDEXED_FIELDS, StoreConfig
@@ -539,16 +540,17 @@ class EdgeStore:
         return ids_and_distances(results, k, lambda p: p.id, lambda p: p.score)
 
     @_reading
-    def payload_values(self, point_ids: Sequence[object], field: str) -> list[str]:
+    def payload_values(
+        self, point_ids: Sequence[object], fields: Sequence[str]
+    ) -> dict[str, list[str]]:
         if not point_ids:
-            return []
+            return {f: [] for f in fields}
         recs = self._shard.retrieve(
             [str(i) for i in point_ids],
-            with_payload=qe.PayloadSelector.Include([field]),
+            with_payload=qe.PayloadSelector.Include(list(fields)),
             with_vector=False,
         )
-        found = {str(r.id): str((r.payload or {}).get(field, "")) for r in recs}
-        return [found.get(str(i), "") for i in point_ids]
+        return payload_columns(point_ids, recs, fields)
 
     @_reading
     def scan(

@@ -27,6 +27,7 @@ from vectorstore.base import (
     ids_and_distances,
     make_hit,
     order_hits,
+    payload_columns,
     split_refs,
 )
 from vectorstore.config import INDEXED_FIELDS, StoreConfig
@@ -268,14 +269,15 @@ class QdrantServerStore:
             [r.points for r in responses], k, lambda p: str(p.id), lambda p: p.score
         )
 
-    def payload_values(self, point_ids: Sequence[object], field: str) -> list[str]:
+    def payload_values(
+        self, point_ids: Sequence[object], fields: Sequence[str]
+    ) -> dict[str, list[str]]:
         if not point_ids:
-            return []
+            return {f: [] for f in fields}
         recs = self._client.retrieve(
-            self.collection, ids=[str(i) for i in point_ids], with_payload=[field]
+            self.collection, ids=[str(i) for i in point_ids], with_payload=list(fields)
         )
-        found = {str(r.id): str((r.payload or {}).get(field, "")) for r in recs}
-        return [found.get(str(i), "") for i in point_ids]
+        return payload_columns(point_ids, recs, fields)
 
     def retrieve(self, cells: Sequence[CellRef], *, with_vectors: bool = True) -> list[Hit]:
         pairs, bare = split_refs(cells)

@@ -279,10 +279,11 @@ class PointLabels:
         if missing:
             if len(self._codes) + len(missing) > self.max_points:
                 self._codes = {}
-            labels = self.store.payload_values(missing, "cell_type_id")
-            studies = self.store.payload_values(missing, "study_id")
+            read = self.store.payload_values(missing, ("cell_type_id", "study_id"))
             index, study_of = self.space.index, self._studies
-            for pid, lab, study in zip(missing, labels, studies, strict=True):
+            for pid, lab, study in zip(
+                missing, read["cell_type_id"], read["study_id"], strict=True
+            ):
                 code = study_of.setdefault(study, len(study_of))
                 self._codes[pid] = (index.get(lab, -1), code)
         get, pad = self._codes.get, (-1, -1)

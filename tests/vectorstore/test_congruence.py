@@ -104,10 +104,10 @@ def test_search_ids_equals_search_and_reads_fields_by_id(shared_store, atlas, ex
     ids, dists = shared_store.search_ids(queries, 10, flt, exact_vectors=exact_vectors)
     assert ids.shape == dists.shape == (2, 10)
     for q, row, drow in zip(queries, ids, dists, strict=True):
-        cells = shared_store.payload_values(list(row), "cell_id")
+        cells = shared_store.payload_values(list(row), ["cell_id"])["cell_id"]
         assert cells == exact_topk(atlas, q, 10, flt)
         assert list(drow) == sorted(drow)
-    labels = shared_store.payload_values(list(ids[0]), "cell_type_id")
+    labels = shared_store.payload_values(list(ids[0]), ["cell_type_id"])["cell_type_id"]
     assert all(T_CELL in ontology_ancestors(lab) for lab in labels)
     # fewer matches than k: None ids and infinite distances pad the row
     few = SearchFilter(must={"cell_id": [atlas[0].cell_id, atlas[1].cell_id]})
@@ -261,7 +261,7 @@ def test_scan_returns_every_matching_cell_with_its_vector(shared_store, atlas):
     values = found["cell_type_id"]
     kept = {r.cell_id: r for r in atlas if flt.matches(r.full_payload())}
     assert 0 < len(ids) == len(kept) == vectors.shape[0] == len(values)
-    cells = shared_store.payload_values(ids, "cell_id")
+    cells = shared_store.payload_values(ids, ["cell_id"])["cell_id"]
     assert set(cells) == set(kept)
     for cell, vec, value in zip(cells, vectors, values, strict=True):
         rec = kept[cell]
